@@ -1,0 +1,112 @@
+"""One job per output folder: an exclusive lock on ``FOLDER/.lock`` naming its holder.
+
+Run folders (``unicom-train``), cluster outputs (``unicom-cluster``) and embed outputs
+(``unicom-embed``) are each written by one job at a time. Two jobs in one folder would resume off
+each other, interleave ``log.csv`` rows or replace each other's results, so the second is refused
+at once with a one-line error that names the holder (host, pid, start time, command).
+
+The lock is ``filelock.FileLock`` (an OS ``flock``), which the kernel releases when its process
+dies, however it dies: a lock left by a killed job never blocks the next one. Beside it,
+``FOLDER/.lock.json`` records the holder; finding that record from a process that is gone means
+the last job was killed, which is reported as a warning when the lock is taken over.
+
+Under torchrun only global rank 0 takes the lock (the other ranks belong to the same job); when
+rank 0 is refused it exits and torchrun stops the others.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, Optional, Union
+
+log = logging.getLogger(__name__)
+
+LOCK_FILE = ".lock"
+HOLDER_FILE = ".lock.json"
+
+
+class FolderLockedError(RuntimeError):
+    """Another live job holds the folder's lock. The message names the holder."""
+
+
+def _holder_record(command: str) -> dict:
+    return {"host": socket.gethostname(), "pid": os.getpid(),
+            "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime()), "command": command}
+
+
+def _read_holder(path: Path) -> Optional[dict]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _describe(holder: Optional[dict]) -> str:
+    if not holder:
+        return "another process (no holder record)"
+    return (f"{holder.get('command', '?')} (pid {holder.get('pid', '?')} on {holder.get('host', '?')}, "
+            f"started {holder.get('started', '?')})")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _is_rank_zero() -> bool:
+    return os.environ.get("RANK", "0") == "0"
+
+
+@contextmanager
+def lock_output_dir(folder: Union[str, Path], command: str) -> Iterator[None]:
+    """Hold the exclusive lock of ``folder`` (created if missing) for the ``with`` block.
+
+    ``command`` names the job in the refusal another job sees (e.g. ``"unicom-train"``).
+    Raises ``FolderLockedError`` at once, without waiting, when a live job holds it. Ranks other
+    than global rank 0 take no lock and just run the block.
+    """
+    if not _is_rank_zero():
+        yield
+        return
+    from filelock import FileLock, Timeout  # imported here: CLIs import this module before --help
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    holder_path = folder / HOLDER_FILE
+    lock = FileLock(str(folder / LOCK_FILE))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise FolderLockedError(f"{folder} is in use by {_describe(_read_holder(holder_path))}; wait for it to "
+                                f"finish, stop it, or write to another folder") from None
+    try:
+        previous = _read_holder(holder_path)
+        if previous and previous.get("pid") != os.getpid():
+            same_host = previous.get("host") == socket.gethostname()
+            dead = same_host and not _pid_alive(int(previous.get("pid", -1)))
+            if dead or not same_host:
+                log.warning("taking over the lock of %s: the job %s did not release it (killed?)", folder,
+                            _describe(previous))
+        record = json.dumps(_holder_record(command))
+        tmp = holder_path.with_name(holder_path.name + ".tmp")
+        tmp.write_text(record)
+        os.replace(tmp, holder_path)
+        yield
+    finally:
+        try:
+            if (_read_holder(holder_path) or {}).get("pid") == os.getpid():
+                holder_path.unlink()
+        except OSError:
+            pass
+        lock.release()
+
