@@ -15,6 +15,7 @@ import io
 import json
 import math
 import os
+import re
 from pathlib import Path
 from typing import IO, Any, Iterator, Optional, Union
 
@@ -31,6 +32,9 @@ _USER_ERRNOS = {
     errno.EACCES: ("permission denied", "write to a folder you may write to"),
     errno.EPERM: ("operation not permitted", "write to a folder you may write to"),
 }
+
+
+_ERRNO_IN_TEXT = re.compile(r"\(os error (\d+)\)|\[Errno (\d+)\]")
 
 
 class OutputWriteError(OSError):
@@ -55,6 +59,28 @@ def as_output_error(exn: BaseException, path: PathLike) -> BaseException:
         # an error about some other file (e.g. a parent folder): name that one
         path = os.fsdecode(named)
     return OutputWriteError(exn.errno, path)
+
+
+def _failure(exn: BaseException, path: Path, tmp: Path) -> BaseException:
+    """What to raise for ``exn``, a failure while writing ``tmp`` for ``path`` (called before
+    ``tmp`` is removed). Libraries with their own writers hide the ``OSError`` (torch raises a
+    ``RuntimeError`` whose context holds it, or none at all): the context chain is searched,
+    and a disk with no free block left is reported as full."""
+    err = as_output_error(exn, path)
+    if err is not exn or isinstance(exn, (OSError, KeyboardInterrupt, SystemExit, GeneratorExit)):
+        return err
+    cause: Optional[BaseException] = exn
+    while cause is not None:
+        if isinstance(cause, OSError) and cause.errno in _USER_ERRNOS:
+            return OutputWriteError(cause.errno, path)
+        cause = cause.__cause__ or cause.__context__
+    m = _ERRNO_IN_TEXT.search(str(exn))  # Rust writers (safetensors): "... (os error 28)"
+    if m and int(m.group(1) or m.group(2)) in _USER_ERRNOS:
+        return OutputWriteError(int(m.group(1) or m.group(2)), path)
+    with contextlib.suppress(OSError):
+        if os.statvfs(tmp.parent).f_bavail == 0:
+            return OutputWriteError(errno.ENOSPC, path)
+    return exn
 
 
 def tmp_path_for(path: PathLike) -> Path:
@@ -106,8 +132,8 @@ def atomic_write(path: PathLike, mode: str = "wb") -> Iterator[IO]:
         f.close()
         os.replace(tmp, path)
     except BaseException as exn:
+        err = _failure(exn, path, tmp)
         _discard(tmp, f)
-        err = as_output_error(exn, path)
         if err is exn:
             raise
         raise err from None
@@ -133,8 +159,8 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
         os.chmod(tmp, default_file_mode())
         os.replace(tmp, path)
     except BaseException as exn:
+        err = _failure(exn, path, tmp)
         _discard(tmp)
-        err = as_output_error(exn, path)
         if err is exn:
             raise
         raise err from None
