@@ -38,8 +38,9 @@ class NonFiniteWeightsError(ValueError):
     """Weights holding NaN or infinite values (a diverged run): the model would output NaN."""
 
 
-# torch names the class it refused: "Unsupported global: GLOBAL argparse.Namespace was not …"
-_REFUSED_GLOBAL = re.compile(r"Unsupported global: GLOBAL ([\w.]+)")
+# torch names the global it refused: "Unsupported global: GLOBAL argparse.Namespace was not …" or
+# "Trying to load unsupported GLOBAL posix.getcwd whose module posix is blocked"
+_REFUSED_GLOBAL = re.compile(r"unsupported (?:global: )?GLOBAL ([\w.]+)", re.IGNORECASE)
 
 
 def refused_pickle_message(path: Union[str, Path], exn: BaseException) -> str:
