@@ -30,7 +30,7 @@ def test_shard_round_trip_and_record_written_last(tmp_path):
 
 
 @pytest.mark.parametrize("record, why", [
-    ({}, "record"), ({"samples_read": 0}, "empty"),
+    ({}, "record"), ({"samples_read": 0}, "empty"), ({"skipped": {}}, "empty"),
     ({"samples_read": 5, "skipped": {"truncated_tar": 1}}, "read to the end"),
     ({"samples_read": 5, "skipped": {"unreadable_shard": 1}}, "read to the end"),
 ])
@@ -40,6 +40,12 @@ def test_what_is_not_done(tmp_path, record, why):
     if not record:
         ff.record_path(fdir, "s").unlink()  # features written by another tool
     assert why in ff.extraction_todo(fdir, "s")
+
+
+def test_a_record_of_toolkit_0_1_is_trusted_on_its_counts(tmp_path):
+    fdir = tmp_path / "features"
+    ff.write_shard(fdir, "s", np.zeros((2, 4)), ["a", "b"], {"skipped": {"bad_image": 1}})
+    assert ff.extraction_todo(fdir, "s", {"path": "/x", "size": 5, "mtime_ns": 1}) is None
 
 
 def test_a_duplicate_key_is_never_written(tmp_path):

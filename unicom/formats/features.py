@@ -140,7 +140,8 @@ def extraction_todo(fdir: PathLike, name: str, stamp: Optional[Dict[str, Any]] =
     rec = read_record(fdir, name)
     if not rec:
         return "its record (SHARD.info.json) is missing"
-    if int(rec.get("samples_read", 0)) <= 0:
+    # records of toolkit 0.1.0 have no samples_read and no input: trusted on n and their skip counts
+    if int(rec.get("samples_read", rec.get("n", 0))) <= 0:
         return "its input was empty when it was read"
     errors = [r for r in READ_ERRORS if rec.get("skipped", {}).get(r)]
     if errors:
@@ -148,7 +149,7 @@ def extraction_todo(fdir: PathLike, name: str, stamp: Optional[Dict[str, Any]] =
     old = rec.get("input") or {}
     if stamp is not None:
         for field in ("size", "mtime_ns", "files"):
-            if field in stamp and old.get(field) != stamp[field]:
+            if field in stamp and field in old and old[field] != stamp[field]:
                 return f"its input changed since it was read ({field} {old.get(field)} → {stamp[field]})"
     return None
 
