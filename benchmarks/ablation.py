@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from unicom.atomic_io import write_json, write_text  # noqa: E402
+from unicom.atomic_io import atomic_write, write_json, write_text  # noqa: E402
 from unicom.demo.run import eval_command  # noqa: E402
 from unicom.demo.steps import make_argv, run_step  # noqa: E402
 
@@ -83,7 +83,8 @@ def _plot(rows, path: Path) -> None:
     ax.set_ylabel("Recall@1")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path)
+    with atomic_write(path) as f:
+        fig.savefig(f, format=Path(path).suffix.lstrip(".") or "png")
 
 
 if __name__ == "__main__":

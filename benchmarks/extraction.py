@@ -13,7 +13,6 @@ main process spent in forward passes ("model busy").
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import sys
@@ -113,8 +112,9 @@ def main(argv=None) -> int:
         print(f"  end to end         : {e2e:9.1f} samples/s  ({100 * e2e / fwd:.0f}% of the forward-only rate)")
         print(f"  model busy         : {100 * res.model_busy:9.0f}% of the extraction loop's wall time")
         if a.json:
-            with open(a.json, "w") as f:
-                json.dump(row, f, indent=2)
+            from unicom.atomic_io import write_json
+
+            write_json(a.json, row)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return 0

@@ -18,7 +18,6 @@ iteration, and the objective (within-coarse, and exact on a random subsample).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -190,8 +189,9 @@ def main(argv=None) -> int:
     if not a.skip_part2:
         out["part2"] = part2(a.big_n, a.d, a.big_k, a.iters, groups=2 * a.big_k, sub=20_000)
     if a.json:
-        with open(a.json, "w") as f:
-            json.dump(out, f, indent=2)
+        from unicom.atomic_io import write_json
+
+        write_json(a.json, out)
     return 0
 
 

@@ -269,8 +269,10 @@ def plot(rows, path: Path, title: str) -> None:
     a2.set_ylabel("working memory beyond centres + state (GiB)")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    from unicom.atomic_io import atomic_write
+
+    with atomic_write(path) as f:
+        fig.savefig(f, format="png", dpi=120)
     plt.close(fig)
 
 
@@ -341,10 +343,11 @@ def main(argv=None) -> int:
         if 1.0 in dense and 0.1 in by_r:
             print(f"  C={C:>9,}: dense baseline r=1.0 / ours r=0.1 = {dense[1.0]['step_s'] / by_r[0.1]['step_s']:.1f}x")
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     meta = {"machine": machine, "dim": args.dim, "batch": args.batch, "optimizer": args.optimizer,
             "device": args.device, "steps": args.steps, "warmup": args.warmup, "time": time.strftime("%Y-%m-%d %H:%M")}
-    (out / "partial_fc.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
+    from unicom.atomic_io import write_json
+
+    write_json(out / "partial_fc.json", {"meta": meta, "rows": rows})
     plot(rows, out / "partial_fc.png", f"Partial FC head, D={args.dim}, B={args.batch}, {args.optimizer}, {machine}")
     print(f"wrote {out / 'partial_fc.json'} and {out / 'partial_fc.png'}")
     return 0

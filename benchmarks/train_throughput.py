@@ -22,7 +22,6 @@ Writes ``OUT/train_throughput.json`` (default OUT: runs/bench).
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import sys
@@ -152,10 +151,11 @@ def main(argv=None) -> int:
         print(f"{r['row']:<12} {r['device_name'][:28]:<28} {r['classes']:>9,} {r['batch']:>6} {r['precision']:>5} "
               f"{r['threads']:>3} {r['step_s']:>8.4f} {r['images_per_s']:>8.1f} {100 * r['head_share']:>6.1f}%", flush=True)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     import torch
 
-    (out / "train_throughput.json").write_text(json.dumps({"torch": torch.__version__, "rows": results}, indent=2))
+    from unicom.atomic_io import write_json
+
+    write_json(out / "train_throughput.json", {"torch": torch.__version__, "rows": results})
     print(f"wrote {out / 'train_throughput.json'}")
     return 0
 

@@ -24,8 +24,9 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from unicom.atomic_io import read_npy, write_json, write_npy
+from unicom.atomic_io import write_json
 from unicom.distributed import DistContext, all_gather_object, all_reduce_sum, barrier
+from unicom.formats import features as ff
 from unicom.shards import split_for_rank
 from unicom.wds_reader import SkipCounter
 
@@ -35,18 +36,14 @@ from .kmeans import flat_ip_index, resolve_gpus
 
 log = logging.getLogger("clustering.assign")
 
-LABELS_DIR = "labels"
-CLASS_SIZES = "class_sizes.npy"
 STAMP = "assign.json"
 DEFAULT_CHUNK = 65536
-
-
-def labels_dir(out: str) -> Path:
-    return Path(out) / LABELS_DIR
+labels_dir = ff.labels_dir
 
 
 def label_path(out: str, name: str) -> Path:
-    return labels_dir(out) / f"{name}.npy"
+    """``OUT/labels/SHARD.npy``."""
+    return ff.label_path(ff.labels_dir(out), name)
 
 
 def centroids_id(centroids: np.ndarray) -> str:
@@ -76,8 +73,9 @@ def build_index(centroids: np.ndarray, approx: bool = False, gpus: Optional[Sequ
     return index
 
 
-def assign_array(index, x: np.ndarray, chunk: int = DEFAULT_CHUNK) -> Tuple[np.ndarray, np.ndarray]:
-    """Nearest centroid of each row of ``x``: (labels int64 [n], similarities float32 [n])."""
+def assign_array(index, x: np.ndarray, chunk: int = DEFAULT_CHUNK, approx: bool = False) -> Tuple[np.ndarray, np.ndarray]:
+    """Nearest centroid of each row of ``x``: (labels int64 [n], similarities float32 [n]).
+    ``approx`` says that ``index`` is an HNSW graph (it may find no neighbour when too narrow)."""
     n = len(x)
     labels = np.empty(n, np.int64)
     sims = np.empty(n, np.float32)
@@ -86,8 +84,12 @@ def assign_array(index, x: np.ndarray, chunk: int = DEFAULT_CHUNK) -> Tuple[np.n
         D, I = index.search(block, 1)
         labels[i:i + len(block)], sims[i:i + len(block)] = I[:, 0], D[:, 0]
     if n and labels.min() < 0:
-        raise RuntimeError("the index returned no neighbour for some points (approximate search too narrow: "
-                           "raise --ef-search)")
+        row = int(np.argmin(labels))
+        if approx:
+            raise RuntimeError(f"the HNSW search found no centroid for {int((labels < 0).sum())} row(s) (first: row "
+                               f"{row}): the approximate search is too narrow, raise --ef-search")
+        # exact search finds a neighbour for every finite row; callers check finiteness first
+        raise RuntimeError(f"the exact search found no centroid for row {row}: its features are not finite")
     return labels, sims
 
 
@@ -142,18 +144,18 @@ def assign_shards(out: str, shards: Sequence[fs.FeatureShard], centroids: np.nda
         path = label_path(out, s.name)
         labels = None
         if path.is_file():
-            labels = read_npy(path).astype(np.int64)
+            labels = ff.read_labels(labels_dir(out), s.name).astype(np.int64)
             if len(labels) != s.n or (len(labels) and (labels.min() < 0 or labels.max() >= k)):
                 labels = None  # not ours (other features or K): recompute
         if labels is None:
             parts_l, parts_s = [], []
             for block in fs.iter_chunks(out, s.name, chunk):
-                lab, sim = assign_array(index, block, chunk)
+                lab, sim = assign_array(index, block, chunk, approx=approx)
                 parts_l.append(lab)
                 parts_s.append(sim)
             labels = np.concatenate(parts_l) if parts_l else np.zeros(0, np.int64)
             sims = np.concatenate(parts_s) if parts_s else np.zeros(0, np.float32)
-            write_npy(path, labels.astype(np.int32))
+            ff.write_labels(labels_dir(out), s.name, labels)
             res.written.append(s.name)
         else:
             sims = _similarities(out, s.name, centroids, labels, chunk)
@@ -161,7 +163,7 @@ def assign_shards(out: str, shards: Sequence[fs.FeatureShard], centroids: np.nda
         sizes += np.bincount(labels, minlength=k)
         sim_sum += float(sims.astype(np.float64).sum())
         n_local += len(labels)
-        info = fs.read_info(out, s.name)
+        info = ff.read_record(ff.features_dir(out), s.name)
         skipped.update(info.get("skipped", {}))
         gt = info.get("ground_truth")
         if gt and len(gt.get("values", [])) == len(labels):
@@ -181,7 +183,7 @@ def assign_shards(out: str, shards: Sequence[fs.FeatureShard], centroids: np.nda
         res.skipped.update(c)
     res.truth_field = next((f for f in all_gather_object(truth_field) if f), None)
     if write_sizes and ctx.is_main:
-        write_npy(labels_dir(out) / CLASS_SIZES, res.class_sizes)
+        ff.write_class_sizes(labels_dir(out), res.class_sizes)
     barrier()
     res.seconds = time.time() - t0
     return res

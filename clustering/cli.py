@@ -184,13 +184,10 @@ def _free_accelerator() -> None:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    from unicom.run_lock import run_locked
+
     args = build_parser().parse_args(argv)
-    try:
-        run(args)
-    except (ValueError, FileNotFoundError) as exn:
-        print(f"unicom-cluster: error: {exn}", file=sys.stderr)
-        return 2
-    return 0
+    return run_locked("unicom-cluster", args.out, lambda: run(args))  # one job per output folder
 
 
 if __name__ == "__main__":

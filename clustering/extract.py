@@ -2,7 +2,7 @@
 
 Each image goes through the model's eval transform and each caption through its tokenizer (in
 DataLoader workers); the two embeddings are fused (``fusion.fuse``) and written per shard
-(``feature_store``). Shards are shared over torchrun ranks round-robin; rank 0 decides which
+(``unicom.formats.features``). Shards are shared over torchrun ranks round-robin; rank 0 decides which
 shards are still to do and tells the others, so every shard is written exactly once. A shard
 whose files exist is skipped, which is how a killed run resumes.
 """
@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader
 
 from unicom.device import autocast_dtype
 from unicom.distributed import DistContext, all_gather_object, barrier, broadcast_object
+from unicom.formats import features as ff
 from unicom.shards import shard_name, split_for_rank, unique_names
 from unicom.wds_reader import SkipCounter
 
@@ -60,6 +61,7 @@ class ExtractResult:
     written_by_rank: List[List[str]] = field(default_factory=list)
     samples_total: int = 0
     unreadable: List[str] = field(default_factory=list)
+    inputs: Dict[str, Dict] = field(default_factory=dict)   # shard name → ff.input_stamp, taken before reading
 
     @property
     def model_busy(self) -> float:
@@ -106,8 +108,9 @@ def extract_features(shard_paths: Sequence[str], out: str, cfg: ExtractConfig, c
     res = ExtractResult()
     settings = {"model": cfg.model, "pretrained": _pretrained_id(cfg.pretrained), "modality": cfg.modality,
                 "image_weight": wi, "text_weight": wt}
-    fs.check_meta(fs.read_meta(out), settings, out)
-    pending = [p for p in shard_paths if not fs.shard_done(out, shard_name(p))] if ctx.is_main else None
+    fdir = ff.features_dir(out)
+    fs.check_meta(ff.read_meta(fdir), settings, out)
+    pending = _pending(shard_paths, fdir) if ctx.is_main else None
     pending = broadcast_object(pending, src=0)
     if pending and model_bundle is None:  # with nothing to do, the model is never built or loaded
         model_bundle = create_clip(cfg.model, cfg.pretrained, device=device)
@@ -123,10 +126,10 @@ def extract_features(shard_paths: Sequence[str], out: str, cfg: ExtractConfig, c
             meta["open_clip_version"] = open_clip.__version__
         except Exception:  # pragma: no cover
             pass
-        fs.check_meta(fs.read_meta(out), meta, out)
+        fs.check_meta(ff.read_meta(fdir), meta, out)
         barrier()  # every rank has checked the existing meta before rank 0 writes a new one
-        if ctx.is_main and fs.read_meta(out) is None:
-            fs.write_meta(out, meta)
+        if ctx.is_main and not ff.read_meta(fdir):
+            ff.write_meta(fdir, meta)
     res.already_done = len(shard_paths) - len(pending)
     mine = split_for_rank(pending, ctx.rank, ctx.world_size)
     if ctx.is_main and res.already_done:
@@ -134,6 +137,7 @@ def extract_features(shard_paths: Sequence[str], out: str, cfg: ExtractConfig, c
     if mine:
         model, preprocess, tokenizer = model_bundle
         t1 = time.time()
+        res.inputs = {shard_name(p): ff.input_stamp(p) for p in mine}  # before reading: a later change shows
         _run_loader(mine, out, cfg, model, preprocess, tokenizer, wi, wt, dim, device, res)
         res.seconds = time.time() - t1
     res.setup_seconds = time.time() - t0 - res.seconds
@@ -188,6 +192,18 @@ def _run_loader(mine: List[str], out: str, cfg: ExtractConfig, model, preprocess
         raise RuntimeError(f"shards {sorted(buffers)} produced samples but never finished")
 
 
+def _pending(shard_paths: Sequence[str], fdir) -> List[str]:
+    """The shards to extract: those not done by ``ff.extraction_todo``'s rule (re-extractions are logged)."""
+    out = []
+    for p in shard_paths:
+        why = ff.extraction_todo(fdir, shard_name(p), ff.input_stamp(p))
+        if why is not None:
+            out.append(p)
+            if why != "no features yet":
+                log.warning("shard %s is extracted again: %s", shard_name(p), why)
+    return out
+
+
 def _runs(names: List[str]):
     """Consecutive runs of equal shard names: [(name, count), ...]."""
     out: List[list] = []
@@ -210,8 +226,9 @@ def _finish_shard(out: str, shard: str, buf: _ShardBuffer, dim: int, cfg: Extrac
     truth = None
     if cfg.truth_field and any(t is not None for t in buf.truth):
         truth = {"field": cfg.truth_field, "values": [None if t is None else str(t) for t in buf.truth]}
-    info = {"skipped": buf.skips.as_dict(), "skip_examples": buf.skips.examples, "ground_truth": truth}
-    fs.write_shard(out, shard, feats, buf.keys, info)
+    info = {"skipped": buf.skips.as_dict(), "skip_examples": buf.skips.examples, "ground_truth": truth,
+            "input": res.inputs.get(shard, {}), "samples_read": len(buf.keys) + buf.skips.total}
+    ff.write_shard(ff.features_dir(out), shard, feats, buf.keys, info)
     res.written.append(shard)
     log.info("shard %s: %d samples written%s", shard, len(buf.keys),
              f", {buf.skips.total} skipped" if buf.skips.total else "")

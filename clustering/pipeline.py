@@ -19,6 +19,7 @@ import numpy as np
 
 from unicom.atomic_io import read_npy, write_json, write_npy
 from unicom.distributed import DistContext, barrier, broadcast_object
+from unicom.formats import features as ff
 from unicom.shards import split_for_rank
 
 from . import feature_store as fs
@@ -107,7 +108,7 @@ def load_feature_shards(out: str, names: Sequence[str]) -> List[fs.FeatureShard]
         log.warning("%d shard(s) have no features and are left out: %s%s", len(missing), ", ".join(missing[:5]),
                     " …" if len(missing) > 5 else "")
     if not shards:
-        raise ValueError(f"no features found in {fs.features_dir(out)} for the given shards: run the "
+        raise ValueError(f"no features found in {ff.features_dir(out)} for the given shards: run the "
                          "extraction first (--stage extract or all)")
     return shards
 

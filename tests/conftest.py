@@ -54,3 +54,43 @@ def run_ranks(script, args=(), world_size: int = 2, timeout: float = 300, env_ex
     for p, (out, err) in zip(procs, outs):
         assert p.returncode == 0, f"rank exited {p.returncode}:\n{out}\n{err[-3000:]}"
     return [out for out, _ in outs]
+
+
+def _mount_tmpfs(path: Path, size: str, read_only: bool = False) -> bool:
+    """Mount a tmpfs of ``size`` at ``path`` (root only); False where mounting is not permitted."""
+    path.mkdir(parents=True, exist_ok=True)
+    opts = f"size={size}" + (",ro" if read_only else "")
+    try:
+        proc = subprocess.run(["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(path)], capture_output=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return proc.returncode == 0
+
+
+@pytest.fixture()
+def small_tmpfs(tmp_path):
+    """A folder on a 64 KiB tmpfs (a disk that fills up), unmounted afterwards; skipped where
+    ``mount`` is not permitted (not root, or in a container without the capability)."""
+    mnt = tmp_path / "small_disk"
+    if not _mount_tmpfs(mnt, "64k"):
+        pytest.skip("mounting a tmpfs is not permitted here")
+    yield mnt
+    subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+@pytest.fixture()
+def read_only_dir(tmp_path):
+    """A folder nobody can write into: a read-only tmpfs (as root), else a chmod 0o555 folder;
+    skipped where neither stops this process from writing."""
+    mnt = tmp_path / "read_only"
+    if _mount_tmpfs(mnt, "64k", read_only=True):
+        yield mnt
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+        return
+    mnt.mkdir(exist_ok=True)
+    mnt.chmod(0o555)
+    if os.access(mnt, os.W_OK):
+        mnt.chmod(0o755)
+        pytest.skip("cannot make a folder read-only for this user")
+    yield mnt
+    mnt.chmod(0o755)

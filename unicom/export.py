@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence
 
@@ -21,7 +20,7 @@ import torch
 import torch.nn as nn
 from safetensors.torch import load_file, save_file
 
-from .atomic_io import tmp_path_for, write_json
+from .atomic_io import atomic_path, write_json
 
 EXPORT_FORMAT = "unicom-export"
 EXPORT_VERSION = 1
@@ -63,12 +62,10 @@ def save_export(model: nn.Module, directory, image_size: int, mean: Sequence[flo
     The config is written last, so a directory with a config.json always has its weights.
     """
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().to("cpu", torch.float32 if v.is_floating_point() else v.dtype).contiguous().clone()
              for k, v in model.state_dict().items()}
-    tmp = tmp_path_for(directory / MODEL_FILE)
-    save_file(state, str(tmp), metadata={"format": EXPORT_FORMAT})
-    os.replace(tmp, directory / MODEL_FILE)
+    with atomic_path(directory / MODEL_FILE) as tmp:  # also gives it the usual mode (safetensors makes 0o600)
+        save_file(state, str(tmp), metadata={"format": EXPORT_FORMAT})
     write_json(directory / CONFIG_FILE, {
         "format": EXPORT_FORMAT, "version": EXPORT_VERSION, "arch": arch_of(model), "embed_dim": int(embed_dim),
         "image_size": int(image_size), "mean": list(mean), "std": list(std), "extra": extra or {},

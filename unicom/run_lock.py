@@ -22,7 +22,7 @@ import socket
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Optional, Union
+from typing import Any, Callable, Iterator, Optional, Union
 
 log = logging.getLogger(__name__)
 
@@ -80,15 +80,19 @@ def lock_output_dir(folder: Union[str, Path], command: str) -> Iterator[None]:
         return
     from filelock import FileLock, Timeout  # imported here: CLIs import this module before --help
 
+    from .atomic_io import as_output_error, write_text
+
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     holder_path = folder / HOLDER_FILE
     lock = FileLock(str(folder / LOCK_FILE))
     try:
+        folder.mkdir(parents=True, exist_ok=True)
         lock.acquire(timeout=0)
-    except Timeout:
+    except Timeout:  # (a subclass of OSError: caught first)
         raise FolderLockedError(f"{folder} is in use by {_describe(_read_holder(holder_path))}; wait for it to "
                                 f"finish, stop it, or write to another folder") from None
+    except OSError as exn:  # a read-only or forbidden folder: a one-line error naming it
+        raise as_output_error(exn, folder / LOCK_FILE) from None
     try:
         previous = _read_holder(holder_path)
         if previous and previous.get("pid") != os.getpid():
@@ -97,10 +101,7 @@ def lock_output_dir(folder: Union[str, Path], command: str) -> Iterator[None]:
             if dead or not same_host:
                 log.warning("taking over the lock of %s: the job %s did not release it (killed?)", folder,
                             _describe(previous))
-        record = json.dumps(_holder_record(command))
-        tmp = holder_path.with_name(holder_path.name + ".tmp")
-        tmp.write_text(record)
-        os.replace(tmp, holder_path)
+        write_text(holder_path, json.dumps(_holder_record(command)))
         yield
     finally:
         try:
@@ -110,3 +111,20 @@ def lock_output_dir(folder: Union[str, Path], command: str) -> Iterator[None]:
             pass
         lock.release()
 
+
+
+def run_locked(prog: str, folder: Union[str, Path], fn: Callable[[], Any]) -> int:
+    """Run ``fn()`` holding the lock of the output ``folder`` for the whole run; the exit status.
+
+    What a user must fix — the folder in use by another job, a full disk, a read-only folder,
+    bad input (``ValueError``, ``FileNotFoundError``) — is printed as one line ``PROG: error: …``
+    and gives status 2. ``fn`` returns an exit status, or anything else for 0."""
+    from .atomic_io import OutputWriteError
+    from .cli_flags import fail
+
+    try:
+        with lock_output_dir(folder, prog):
+            code = fn()
+    except (FolderLockedError, OutputWriteError, ValueError, FileNotFoundError) as exn:
+        return fail(prog, f"error: {exn}")
+    return code if isinstance(code, int) else 0

@@ -2,7 +2,8 @@
 
 A corrupt image, a missing caption or a truncated tar never stops a job (DESIGN.md): the
 reader yields a ``Skipped`` record in place of the sample, so the count survives DataLoader
-worker processes (the skips travel with the batches) and can be summed across ranks.
+worker processes (the skips travel with the batches) and can be summed across ranks. A key that
+occurs twice in a shard is used once: the second occurrence is skipped as ``duplicate_key``.
 """
 from __future__ import annotations
 
@@ -21,7 +22,10 @@ from .shards import shard_name
 IMAGE_EXTS = ("jpg", "jpeg", "png", "webp")
 CAPTION_EXT = "txt"
 META_EXT = "json"
-SKIP_REASONS = ("bad_image", "missing_image", "missing_caption", "no_label", "truncated_tar", "unreadable_shard")
+SKIP_REASONS = ("bad_image", "missing_image", "missing_caption", "no_label", "truncated_tar", "unreadable_shard",
+                "duplicate_key")
+# webdataset's error for a file whose key and extension repeat those of the file before it
+_DUPLICATE_FILE = ": duplicate file name in tar file"
 
 
 @dataclass
@@ -110,25 +114,62 @@ def _classify_stream_error(exn: BaseException) -> str:
     return "unreadable_shard"
 
 
+def _duplicate_file_key(exn: BaseException) -> Optional[Tuple[str, str]]:
+    """(key, extension) when ``exn`` is webdataset's duplicate-file error, else None."""
+    msg = str(exn.args[0]) if exn.args else ""
+    if _DUPLICATE_FILE not in msg:
+        return None
+    fname = msg.split(_DUPLICATE_FILE)[0]
+    key, ext = wds.tariterators.base_plus_ext(fname)
+    return (key, ext) if key is not None else None
+
+
 def iter_raw(shards: Sequence[str]) -> Iterator[Union[Dict[str, Any], Skipped]]:
     """Yield webdataset's raw sample dicts (``__key__``, ``__url__``, one bytes entry per
     extension) from ``shards`` in order, or a ``Skipped`` where a shard is truncated or
-    cannot be opened; reading then moves on to the next shard."""
+    cannot be opened; reading then moves on to the next shard.
+
+    A key met a second time in a shard is a ``Skipped("duplicate_key")``: the first sample with
+    a key is the one every reader (clustering, training, embedding) uses."""
     for shard in shards:
+        name = shard_name(shard)
         errors: List[BaseException] = []
+        # files repeating the previous file's key and extension (a.jpg a.txt a.jpg …): webdataset
+        # keeps the first of each and reports the rest; count the repeats per key and extension
+        repeats: Dict[str, Counter] = {}
+        seen: set = set()
 
         def handler(exn: BaseException) -> bool:
-            errors.append(exn)
+            dup = _duplicate_file_key(exn)
+            if dup is not None:
+                repeats.setdefault(dup[0], Counter())[dup[1]] += 1
+            else:
+                errors.append(exn)
             return True
 
         # webdataset reports one broken stream at two levels (tar member, then url):
         # only the first error of a shard is a skip; the rest of the shard is gone with it.
         for raw in wds.tarfile_samples([{"url": shard}], handler=handler):
-            yield raw
+            key = raw.get("__key__")
+            if key in seen:
+                yield Skipped("duplicate_key", name, key, "a second sample with this key in the shard")
+            else:
+                seen.add(key)
+                yield raw
+            yield from _repeat_skips(repeats, name)
+        yield from _repeat_skips(repeats, name)
         if errors:
             exn = errors[0]
             yield Skipped(_classify_stream_error(exn), shard_name(shard),
                           detail=f"{type(exn).__name__}: {str(exn)[:120]}")
+
+
+def _repeat_skips(repeats: Dict[str, Counter], shard: str) -> Iterator[Skipped]:
+    """One ``duplicate_key`` skip per repeated sample counted in ``repeats`` (then emptied)."""
+    for key, per_ext in repeats.items():
+        for _ in range(max(per_ext.values())):
+            yield Skipped("duplicate_key", shard, key, "a second sample with this key in the shard")
+    repeats.clear()
 
 
 def decode_image(data: bytes) -> Image.Image:

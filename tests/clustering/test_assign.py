@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 from clustering import feature_store as fs
-from clustering.assign import CLASS_SIZES, assign_array, assign_shards, build_index, label_path, labels_dir
+from unicom.formats import features as ff
+from clustering.assign import assign_array, assign_shards, build_index, label_path, labels_dir
 from unicom.distributed import init_distributed
 
 from .conftest import planted_blobs
@@ -38,7 +39,7 @@ def _write_fake_shards(out, sizes, d, seed=0):
     names = []
     for i, n in enumerate(sizes):
         name = f"{i:05d}"
-        fs.write_shard(str(out), name, _unit(rng, n, d), [f"{name}_{j}" for j in range(n)],
+        ff.write_shard(ff.features_dir(str(out)), name, _unit(rng, n, d), [f"{name}_{j}" for j in range(n)],
                        {"skipped": {}, "ground_truth": {"field": "concept", "values": [str(j % 3) for j in range(n)]}})
         names.append(name)
     return names
@@ -54,12 +55,12 @@ def test_assign_shards_writes_aligned_labels_and_sizes(tmp_path):
     for s in shards:
         lab = np.load(label_path(str(tmp_path), s.name))
         assert lab.dtype == np.int32 and lab.shape == (s.n,)
-        assert len(fs.read_keys(str(tmp_path), s.name)) == s.n
-        x = fs.read_features(str(tmp_path), s.name).astype(np.float32)
+        assert len(ff.read_shard_keys(ff.features_dir(str(tmp_path)), s.name)) == s.n
+        x = ff.read_features(ff.features_dir(str(tmp_path)), s.name).astype(np.float32)
         if s.n:
             np.testing.assert_array_equal(lab, (x @ c.T).argmax(1))
         total += np.bincount(lab, minlength=7)
-    sizes = np.load(labels_dir(str(tmp_path)) / CLASS_SIZES)
+    sizes = ff.read_class_sizes(labels_dir(str(tmp_path)))
     assert sizes.dtype == np.int64 and sizes.tolist() == total.tolist() == res.class_sizes.tolist()
     assert res.n == 81 and sum(res.contingency.values()) == 81
     assert sorted(res.written) == names

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from clustering import feature_store as fs
+from unicom.formats import features as ff
 from clustering.cli import main
 
 
@@ -41,7 +41,7 @@ def test_full_run_writes_the_design_formats(out_with_features, sample_set, metho
     for p in shards:
         name = Path(p).name[:-4]
         lab = np.load(out / "labels" / f"{name}.npy")
-        keys = fs.read_keys(str(out), name)
+        keys = ff.read_shard_keys(ff.features_dir(str(out)), name)
         assert lab.dtype == np.int32 and len(lab) == len(keys) and lab.min() >= 0 and lab.max() < 12
         n += len(lab)
     assert sizes.sum() == n

@@ -26,7 +26,7 @@ def test_gpu_kmeans_matches_cpu_quality():
 @pytest.mark.cuda
 @needs_gpu
 def test_cuda_extraction_with_autocast(sample_set, tmp_path):
-    from clustering import feature_store as fs
+    from unicom.formats import features as ff
     from clustering.extract import ExtractConfig, extract_features
     from unicom.distributed import init_distributed
     from unicom.shards import expand_shards
@@ -36,5 +36,5 @@ def test_cuda_extraction_with_autocast(sample_set, tmp_path):
     cfg = ExtractConfig(model="TinyCLIP-demo", pretrained="none", batch_size=64, workers=2, precision="bf16")
     res = extract_features(shards, str(tmp_path), cfg, init_distributed("cuda"))
     assert res.samples > 0 and len(res.written) == len(shards)
-    x = fs.read_features(str(tmp_path), res.written[0], mmap=False).astype(np.float32)
+    x = ff.read_features(ff.features_dir(str(tmp_path)), res.written[0], mmap=False).astype(np.float32)
     np.testing.assert_allclose(np.linalg.norm(x, axis=1), 1.0, atol=5e-3)

@@ -69,11 +69,19 @@ def test_local_weights_file_pt_and_safetensors(tiny, tmp_path):
     assert set(sd) == set(model.state_dict())
 
 
-def test_pickled_objects_are_refused(tmp_path):
+class _Config:
+    """A class a training script might pickle next to its weights."""
+
+
+def test_pickled_objects_are_refused_saying_what_and_how_to_convert(tiny, tmp_path):
     bad = tmp_path / "evil.pt"
-    torch.save({"state_dict": {"x": torch.zeros(1)}, "obj": object()}, bad)
-    with pytest.raises(ValueError, match="weights_only"):
-        load_state_dict_safely(bad)
+    torch.save({"state_dict": tiny[0].state_dict(), "cfg": _Config()}, bad)
+    for load in (load_state_dict_safely, lambda p: create_clip(DEMO_MODEL, str(p))):  # ours, and open_clip's loader
+        with pytest.raises(ValueError) as info:
+            load(bad)
+        msg = str(info.value)
+        assert f"refusing to load {bad}" in msg and "_Config object" in msg and "\n" not in msg
+        assert "safetensors.torch.save_file" in msg and "weights_only=False" not in msg
 
 
 def test_local_dir_model(tiny, tmp_path):

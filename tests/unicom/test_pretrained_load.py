@@ -319,8 +319,36 @@ def test_file_with_pickled_objects_is_refused(tmp_path):
     state = random_official_state(TINY)
     state["evil"] = Payload()
     torch.save(state, tmp_path / "evil.pt")
-    with pytest.raises(UnsafeCheckpointError, match="refusing"):
+    with pytest.raises(UnsafeCheckpointError, match="refusing") as info:
         unicom.load(tmp_path / "evil.pt", device="cpu")
+    msg = str(info.value)  # what was refused and how to convert it; never "unpickle it anyway"
+    assert "a pickled posix.getcwd object" in msg or "a pickled os.getcwd object" in msg
+    assert "torch.save(model.state_dict()" in msg and "weights_only=False" not in msg and "\n" not in msg
+
+
+@pytest.mark.parametrize("kind", ["weights", "export"])
+def test_non_finite_weights_are_refused_naming_the_file(tmp_path, kind):
+    """A diverged run's weights used to load without a word and embed everything as NaN."""
+    state = random_official_state(TINY)
+    key = "blocks.0.attn.qkv.weight"
+    state[key][0, 0] = float("nan")
+    if kind == "weights":
+        path = tmp_path / "nan.pt"
+        torch.save(state, path)
+        target, named = path, path
+    else:
+        model = build_vit(TINY)
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+        target = save_export(model.eval(), tmp_path / "export", 32, CLIP_MEAN, CLIP_STD, model.config.embed_dim)
+        named = target / "model.safetensors"
+    with pytest.raises(ValueError, match=f"{named} holds NaN/Inf weights in 1 tensor.*{key} \\(1 values\\)"):
+        unicom.load(target, device="cpu")
+
+
+def test_exported_weights_get_the_mode_of_every_other_output(tmp_path):
+    d = save_export(build_vit(TINY).eval(), tmp_path / "export", 32, CLIP_MEAN, CLIP_STD, 32)
+    modes = {p.name: p.stat().st_mode & 0o777 for p in d.iterdir()}
+    assert modes["model.safetensors"] == modes["config.json"], modes  # safetensors alone makes 0o600
 
 
 def test_file_with_non_tensor_values_is_refused(tmp_path):

@@ -51,7 +51,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    from ..run_lock import run_locked
+
     args = build_parser().parse_args(argv)
+    return run_locked("unicom-embed", args.out, lambda: _main(args))  # one job per output folder
+
+
+def _main(args: argparse.Namespace) -> int:
     t0 = time.time()
     try:
         result = embed_to_features(args.model, args.input, args.out, input_type=args.input_type,

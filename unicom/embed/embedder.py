@@ -6,6 +6,7 @@ are the building blocks that search uses for its queries.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,10 +25,10 @@ from ..shards import shard_name
 from ..wds_reader import SkipCounter
 from .dataset import (DEFAULT_NAME, FileCollate, ImageFileDataset, ImageFiles, ShardBatches, default_workers,
                       identity, load_image, resolve_input)
-from ..feature_files import shard_done, write_feature_shard
-from .features import read_meta, write_meta
+from ..formats import features as ff
 
 PRECISIONS = ("fp16", "bf16", "fp32")
+log = logging.getLogger(__name__)
 
 
 def _device_of(model: nn.Module) -> torch.device:
@@ -90,9 +91,8 @@ def embed_to_features(model: Union[str, os.PathLike, LoadedEncoder], input_spec:
     enc = model if isinstance(model, LoadedEncoder) else load_encoder(model, device=device, image_size=image_size,
                                                                        heads=heads, progress=progress)
     kind, items = resolve_input(str(input_spec), input_type, name)
-    fdir = Path(out) / "features"
-    fdir.mkdir(parents=True, exist_ok=True)
-    meta = _check_meta(read_meta(fdir), enc, fdir)
+    fdir = ff.features_dir(out)
+    meta = _check_meta(ff.read_meta(fdir), enc, fdir)
     sources = dict(meta.get("sources") or {})
     new_sources = ({items.name: {"kind": "files", "source": items.source}} if kind == "files" else
                    {shard_name(s): {"kind": "tar", "source": _abs(s)} for s in items})
@@ -103,25 +103,41 @@ def embed_to_features(model: Union[str, os.PathLike, LoadedEncoder], input_spec:
                              f"--name / --out, or --overwrite")
     sources.update(new_sources)
     meta.update(sources=sources)
-    write_meta(fdir, meta)
+    ff.write_meta(fdir, meta)
 
     workers = default_workers() if workers is None else int(workers)
     skips = SkipCounter()
     written: Dict[str, int] = {}
     skipped_shards: List[str] = []
     if kind == "files":
-        if shard_done(fdir, items.name) and not overwrite:
+        if not overwrite and _todo(fdir, items.name, items.paths) is None:
             skipped_shards.append(items.name)
         else:
             written[items.name] = _embed_files(enc, items, fdir, batch_size, workers, precision, skips, progress)
     else:
-        todo = [s for s in items if overwrite or not shard_done(fdir, shard_name(s))]
+        todo = [s for s in items if overwrite or _todo(fdir, shard_name(s), s) is not None]
         skipped_shards = [shard_name(s) for s in items if s not in todo]
         if todo:
             written.update(_embed_shards(enc, todo, fdir, batch_size, workers, precision, skips, progress))
     meta.update(skipped=skips.as_dict())
-    write_meta(fdir, meta)
+    ff.write_meta(fdir, meta)
     return EmbedResult(fdir, written, skipped_shards, skips, enc)
+
+
+def _todo(fdir: Path, name: str, source) -> Optional[str]:
+    """Why shard ``name`` must be embedded (again), or None when it is done (``ff.extraction_todo``)."""
+    why = ff.extraction_todo(fdir, name, ff.input_stamp(source))
+    if why is not None and why != "no features yet":
+        log.warning("shard %s is embedded again: %s", name, why)
+    return why
+
+
+def _write(fdir: Path, name: str, feats: List[np.ndarray], keys: List[str], dim: int, skips: SkipCounter,
+           stamp: Dict) -> None:
+    """Write one shard's features, keys and record (its input's stamp and what was read)."""
+    arr = np.concatenate(feats) if feats else np.zeros((0, dim), np.float32)
+    ff.write_shard(fdir, name, arr, keys, {"input": stamp, "samples_read": len(keys) + skips.total,
+                                           "skipped": skips.as_dict(), "skip_examples": skips.examples})
 
 
 def _check_meta(meta: dict, enc: LoadedEncoder, fdir: Path) -> dict:
@@ -161,15 +177,17 @@ def _embed_files(enc: LoadedEncoder, files: ImageFiles, fdir: Path, batch_size: 
                         collate_fn=FileCollate(files), **_loader_kwargs(workers, device))
     feats: List[np.ndarray] = []
     keys: List[str] = []
+    stamp = ff.input_stamp(files.paths)  # before reading: a later change shows
+    mine = SkipCounter()
     with tqdm(total=len(files.paths), unit="img", desc=f"embed {files.name}", disable=not progress) as bar:
         for batch in loader:
             skips.update(batch.skips)
+            mine.update(batch.skips)
             if batch.images is not None:
                 feats.append(encode_batch(enc.model, batch.images, precision))
                 keys.extend(files.keys[i] for i in batch.indices)
             bar.update(len(batch.indices) + len(batch.skips))
-    arr = np.concatenate(feats) if feats else np.zeros((0, enc.embed_dim), np.float32)
-    write_feature_shard(fdir, files.name, arr, keys)
+    _write(fdir, files.name, feats, keys, enc.embed_dim, mine, stamp)
     return len(keys)
 
 
@@ -181,18 +199,19 @@ def _embed_shards(enc: LoadedEncoder, shards: List[str], fdir: Path, batch_size:
                         **_loader_kwargs(workers, device))
     pending: Dict[str, tuple] = {}
     written: Dict[str, int] = {}
+    stamps = {shard_name(s): ff.input_stamp(s) for s in shards}  # before reading: a later change shows
     with tqdm(unit="img", desc=f"embed {len(shards)} shards", disable=not progress) as bar:
         for batch in loader:
             skips.update(batch.skips)
-            feats, keys = pending.setdefault(batch.shard, ([], []))
+            feats, keys, mine = pending.setdefault(batch.shard, ([], [], SkipCounter()))
+            mine.update(batch.skips)
             if batch.images is not None:
                 feats.append(encode_batch(enc.model, batch.images, precision))
                 keys.extend(batch.keys)
             bar.update(len(batch.keys) + len(batch.skips))
             if batch.last:
-                feats, keys = pending.pop(batch.shard)
-                arr = np.concatenate(feats) if feats else np.zeros((0, enc.embed_dim), np.float32)
-                write_feature_shard(fdir, batch.shard, arr, keys)
+                feats, keys, mine = pending.pop(batch.shard)
+                _write(fdir, batch.shard, feats, keys, enc.embed_dim, mine, stamps[batch.shard])
                 written[batch.shard] = len(keys)
                 bar.set_postfix(shards=f"{len(written)}/{len(shards)}")
     return written

@@ -28,8 +28,8 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from ..atomic_io import tmp_path_for, write_json, write_text
-from .features import iter_shards, read_keys, read_meta, resolve_features_dir
+from ..atomic_io import atomic_path, write_json, write_text
+from ..formats.features import iter_shards, read_keys, read_meta, resolve_features_dir
 
 INDEX_FORMAT = "unicom-index"
 INDEX_FILE = "index.faiss"
@@ -119,10 +119,9 @@ def set_search_params(index, kind: str, nprobe: Optional[int] = None, ef_search:
 
 
 def write_index_file(index, path) -> None:
-    path = Path(path)
-    tmp = tmp_path_for(path)
-    _faiss().write_index(index, str(tmp))
-    os.replace(tmp, path)
+    """Write a faiss index to ``path`` atomically, with the usual file mode."""
+    with atomic_path(path) as tmp:
+        _faiss().write_index(index, str(tmp))
 
 
 def build_index_dir(features, out_dir, kind: str = "auto", **build_kwargs) -> Optional[Path]:

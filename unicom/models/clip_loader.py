@@ -18,10 +18,13 @@ from __future__ import annotations
 import inspect
 import logging
 import os
+import pickle
 from pathlib import Path
 from typing import Any, Callable, Optional, Tuple, Union
 
 import torch
+
+from ..pretrained.state_dict import refused_pickle_message
 
 CONFIG_DIR = Path(__file__).with_name("open_clip_configs")
 DEMO_MODEL = "TinyCLIP-demo"
@@ -65,9 +68,11 @@ def load_state_dict_safely(path: Union[str, os.PathLike]) -> dict:
     else:
         try:
             sd = torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as exn:
+            raise ValueError(refused_pickle_message(path, exn)) from exn
         except Exception as exn:
-            raise ValueError(f"could not load {path} as a plain state dict with weights_only=True "
-                             f"(TorchScript archives and pickled models are refused): {exn}") from exn
+            raise ValueError(f"could not load {path} as a plain state dict (TorchScript archives are refused; "
+                             f"truncated or corrupt?): {type(exn).__name__}: {str(exn)[:300]}") from exn
     if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
         sd = sd["state_dict"]
     if not isinstance(sd, dict) or not sd:
@@ -158,7 +163,10 @@ def create_clip(model_name: str, pretrained: Optional[str], device: Union[str, t
                                "upgrade open_clip_torch to use local-dir: models")
         model, preprocess = _create(name, None, precision)
     elif _open_clip_loads_safely() or pre.endswith(".safetensors"):
-        model, preprocess = _create(name, pre, precision)
+        try:
+            model, preprocess = _create(name, pre, precision)
+        except pickle.UnpicklingError as exn:  # torch's own text would suggest unpickling the file
+            raise ValueError(refused_pickle_message(pre, exn)) from None
     else:  # old open_clip: build the architecture and load the weights ourselves, safely
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(RANDOM_INIT_SEED)

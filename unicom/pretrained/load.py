@@ -35,7 +35,8 @@ from .arch import infer_vit_config
 from .download import download_pretrained
 from .registry import available_models, get_spec, is_known_name
 from .resize import resize_vit_state
-from .state_dict import StateDictMismatchError, clean_state_dict, describe_mismatch, load_into, read_state_dict
+from .state_dict import (StateDictMismatchError, check_finite_state, clean_state_dict, describe_mismatch, load_into,
+                         read_state_dict)
 
 # Training checkpoint layout (DESIGN.md, "Training run"), written by unicom-train.
 STEP_CONFIG = "encoder.json"
@@ -103,6 +104,7 @@ def load_encoder(name_or_path: PathOrName, device: Optional[Union[str, torch.dev
     else:
         record, weights = _read_dir_record(kind, path)
         state = clean_state_dict(read_state_dict(weights))
+    check_finite_state(state, str(weights))  # a diverged run's weights would embed everything as NaN
     model, size = _build_and_fill(record, state, image_size, str(weights))
     dev = resolve_device(device)
     model = model.to(dev).eval()

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import pickle
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Dict, Iterable, List, Tuple, Union
@@ -33,6 +34,37 @@ class StateDictMismatchError(ValueError):
     """A state dict whose keys or shapes do not fit the model."""
 
 
+class NonFiniteWeightsError(ValueError):
+    """Weights holding NaN or infinite values (a diverged run): the model would output NaN."""
+
+
+# torch names the global it refused: "Unsupported global: GLOBAL argparse.Namespace was not …" or
+# "Trying to load unsupported GLOBAL posix.getcwd whose module posix is blocked"
+_REFUSED_GLOBAL = re.compile(r"unsupported (?:global: )?GLOBAL ([\w.]+)", re.IGNORECASE)
+
+
+def refused_pickle_message(path: Union[str, Path], exn: BaseException) -> str:
+    """One line for a weights file that ``torch.load(weights_only=True)`` refused: what it holds
+    (the class torch named) and how to turn it into a file that loads safely."""
+    m = _REFUSED_GLOBAL.search(str(exn))
+    what = f"a pickled {m.group(1)} object" if m else "pickled objects other than tensors"
+    return (f"refusing to load {path}: it holds {what}, and unpickling it could run arbitrary code. Convert it "
+            "once, where you trust the file and have the code that saved it: save the tensors alone with "
+            "torch.save(model.state_dict(), 'weights.pt') or safetensors.torch.save_file(model.state_dict(), "
+            "'weights.safetensors'), and pass that file")
+
+
+def check_finite_state(state: Dict[str, torch.Tensor], source: str = "checkpoint") -> None:
+    """Raise ``NonFiniteWeightsError`` naming ``source`` and the first tensors holding NaN/Inf."""
+    bad = [(k, int((~torch.isfinite(v)).sum())) for k, v in state.items()
+           if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        shown = ", ".join(f"{k} ({n} values)" for k, n in bad[:SHOW])
+        raise NonFiniteWeightsError(
+            f"{source} holds NaN/Inf weights in {len(bad)} tensor(s): {shown}. The run that saved them diverged; "
+            "load an earlier checkpoint or export instead")
+
+
 def read_state_dict(path: Union[str, Path]) -> Dict[str, torch.Tensor]:
     """Read a weights file into a ``{name: tensor}`` dict, refusing anything unsafe.
 
@@ -52,10 +84,7 @@ def read_state_dict(path: Union[str, Path]) -> Dict[str, torch.Tensor]:
     except pickle.UnpicklingError as exn:
         msg = str(exn)
         if "weights only" in msg.lower() or "weights_only" in msg:
-            raise UnsafeCheckpointError(
-                f"refusing to load {path}: it holds pickled objects other than tensors, and unpickling them "
-                f"could run arbitrary code. Re-save just the tensors (torch.save(model.state_dict(), ...)). "
-                f"torch said: {msg.splitlines()[0][:300]}") from exn
+            raise UnsafeCheckpointError(refused_pickle_message(path, exn)) from exn
         raise ValueError(f"{path} is not a readable torch checkpoint: {msg.splitlines()[0][:300]}") from exn
     except Exception as exn:  # a truncated archive, random bytes …: never a crash without the file's name
         raise ValueError(f"{path} is not a readable torch checkpoint (truncated or corrupt?): "

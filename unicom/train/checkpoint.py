@@ -20,7 +20,6 @@ rank its own centre shard. Each file is written atomically (``name.tmp`` then ``
 from __future__ import annotations
 
 import base64
-import os
 import random
 import re
 import shutil
@@ -32,7 +31,7 @@ import torch
 import torch.nn as nn
 from safetensors.torch import load_file, save_file
 
-from ..atomic_io import tmp_path_for, write_json, write_text
+from ..atomic_io import atomic_path, atomic_write, write_json, write_text
 from ..distributed import DistContext, all_gather_object, barrier
 
 CKPT_DIR = "checkpoints"
@@ -138,15 +137,13 @@ def list_steps(run_dir) -> List[int]:
 # --------------------------------------------------------------------------------------------
 def _save_safetensors(path: Path, model: nn.Module) -> None:
     state = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
-    tmp = tmp_path_for(path)
-    save_file(state, str(tmp), metadata={"format": "unicom-train-backbone"})
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        save_file(state, str(tmp), metadata={"format": "unicom-train-backbone"})
 
 
 def _torch_save_atomic(obj: Any, path: Path) -> None:
-    tmp = tmp_path_for(path)
-    torch.save(obj, str(tmp))
-    os.replace(tmp, path)
+    with atomic_write(path) as f:
+        torch.save(obj, f)
 
 
 def save_checkpoint(run_dir, step: int, ctx: DistContext, model: nn.Module, head: nn.Module,

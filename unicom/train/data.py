@@ -49,11 +49,9 @@ from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as TF
 
 from ..atomic_io import read_npy
-from ..feature_files import read_keys
+from ..formats.features import CLASS_SIZES_FILE, FEATURES_DIR, read_keys
 from ..shards import shard_name
 from ..wds_reader import Skipped, iter_raw, split_skips, to_sample
-
-CLASS_SIZES_FILE = "class_sizes.npy"
 
 
 # --------------------------------------------------------------------------------------------
@@ -65,7 +63,7 @@ class LabelIndex:
 
     def __init__(self, labels_dir, features_dir=None):
         self.labels_dir = Path(labels_dir)
-        self.features_dir = Path(features_dir) if features_dir else self.labels_dir.parent / "features"
+        self.features_dir = Path(features_dir) if features_dir else self.labels_dir.parent / FEATURES_DIR
         sizes_path = self.labels_dir / CLASS_SIZES_FILE
         if not sizes_path.is_file():
             raise FileNotFoundError(f"{sizes_path} not found: --labels must be the labels dir written by "
