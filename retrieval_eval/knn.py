@@ -175,15 +175,16 @@ def iter_search(queries: np.ndarray, gallery: Optional[np.ndarray], k: int, excl
                 searcher: Optional[ExactSearcher] = None) -> Iterator[Tuple[int, np.ndarray, np.ndarray]]:
     """Yield ``(start, scores, ids)`` per chunk of queries; scores/ids are [chunk, k].
 
-    ``gallery=None`` searches the queries against themselves. ``exclude_self`` needs the query
-    set to *be* the gallery (row i is item i) and removes each query's own index. ``k`` is
+    ``gallery=None`` searches the queries against themselves. ``exclude_self`` needs the queries
+    to be the gallery's first rows (row i is item i; distractors may follow them) and removes
+    each query's own index. ``k`` is
     capped at the number of candidates (gallery size, minus one when excluding self).
     """
     xq = l2_normalize(queries)
     if searcher is None:
         searcher = ExactSearcher(xq if gallery is None else gallery, device=device, normalized=gallery is None)
-    if exclude_self and searcher.ntotal != len(xq):
-        raise ValueError("exclude_self needs the queries to be the gallery (same rows, same order)")
+    if exclude_self and searcher.ntotal < len(xq):
+        raise ValueError("exclude_self needs the queries to be the gallery's first rows (same order)")
     n_candidates = searcher.ntotal - (1 if exclude_self else 0)
     k = min(int(k), n_candidates)
     if k < 1:

@@ -26,7 +26,7 @@ def test_digits_with_an_exported_model(tiny_export, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "R@1" in printed and "MAP@R" in printed
     res = _read(out)
-    assert res["benchmark"] == "digits" and res["encoder"]["kind"] == "unicom"
+    assert res["benchmark"] == "digits" and res["encoder"]["kind"] == "export"
     assert res["encoder"]["embed_dim"] == 32
     assert res["sizes"]["queries"] == 1797 and res["sizes"]["all_vs_all"] and res["sizes"]["classes"] == 10
     assert res["skipped"]["total"] == 0
@@ -43,8 +43,8 @@ def test_digits_with_an_exported_model(tiny_export, tmp_path, capsys):
 def test_sample_with_open_clip_random_init(sample_set, tmp_path):
     root, manifest = sample_set
     out = tmp_path / "sample.json"
-    rc = main(["--benchmark", "sample", "--data-root", str(root), "--open-clip", "TinyCLIP-demo",
-               "--pretrained", "none", "--output", str(out), "--k", "1,2", "5", *FAST])
+    rc = main(["--benchmark", "sample", "--data-root", str(root), "--clip-model", "TinyCLIP-demo",
+               "--clip-pretrained", "none", "--output", str(out), "--recall-at", "1,2", "5", *FAST])
     assert rc == 0
     res = _read(out)
     assert res["encoder"]["kind"] == "open_clip"
@@ -93,8 +93,8 @@ def test_missing_dataset_is_a_clear_error(tmp_path, capsys):
 
 @pytest.mark.parametrize("argv", [
     ["--benchmark", "digits"],                                         # no encoder
-    ["--benchmark", "digits", "--model", "x", "--open-clip", "y"],     # two encoders
-    ["--benchmark", "digits", "--open-clip", "TinyCLIP-demo"],         # no --pretrained
+    ["--benchmark", "digits", "--model", "x", "--clip-model", "y"],    # two encoders
+    ["--benchmark", "digits", "--clip-model", "TinyCLIP-demo"],        # no --clip-pretrained
     ["--model", "x"],                                                  # no benchmark
 ])
 def test_argument_errors(argv, capsys):
