@@ -71,13 +71,20 @@ def gallery_label_counts(query_labels: np.ndarray, gallery_labels: np.ndarray, e
 
 
 def searched_set(base: np.ndarray, distractors: Optional[np.ndarray]) -> np.ndarray:
-    """The searched rows: ``base`` followed by the distractors (if any)."""
+    """The searched rows, L2-normalised: ``base`` followed by the distractors (if any). One copy
+    is made (the concatenation, normalised in place), so a 1M database is held once here and
+    once in the faiss index."""
     if distractors is None or len(distractors) == 0:
-        return base
+        return knn.l2_normalize(base)
     if distractors.shape[1] != base.shape[1]:
         raise ValueError(f"the distractors are {distractors.shape[1]}-dimensional but the benchmark's embeddings "
                          f"are {base.shape[1]}-dimensional: they come from another encoder")
-    return np.concatenate([np.asarray(base, np.float32), np.asarray(distractors, np.float32)])
+    db = np.concatenate([np.asarray(base, np.float32), np.asarray(distractors, np.float32)])
+    if not np.isfinite(db).all():
+        raise ValueError("embeddings contain NaN or inf; drop those rows before searching")
+    norms = np.linalg.norm(db, axis=1, keepdims=True)
+    np.divide(db, norms, out=db, where=norms > 0)
+    return db
 
 
 def _collect(examples: Dict[int, Example], wanted: set, start: int, scores, ids, status_fn, k: int) -> None:
@@ -114,7 +121,7 @@ def score_labelled(bench: Benchmark, q_emb: np.ndarray, g_emb: Optional[np.ndarr
     wanted = set(example_queries(len(ql), n_examples).tolist())
     examples: Dict[int, Example] = {}
     t0 = time.time()
-    searcher = knn.ExactSearcher(db, device=device)
+    searcher = knn.ExactSearcher(db, device=device, normalized=True)
     for start, s, i in knn.iter_search(q_emb, None, k, exclude_self=exclude_self, chunk_size=chunk_size,
                                        progress=progress, searcher=searcher):
         stop = start + len(i)
@@ -157,7 +164,7 @@ def score_revisitop(bench: Benchmark, q_emb: np.ndarray, g_emb: np.ndarray, devi
         return ["pos" if j in set(pos.tolist()) else "ignored" if j in set(ign.tolist()) else "neg" for j in nb]
 
     t0 = time.time()
-    searcher = knn.ExactSearcher(db, device=device)
+    searcher = knn.ExactSearcher(db, device=device, normalized=True)
     for start, s, i in knn.iter_search(q_emb, None, k, chunk_size=chunk_size, progress=progress, searcher=searcher):
         for row in range(len(i)):
             per_query[start + row] = revisitop_query(i[row], gt[start + row], kappas)
@@ -191,7 +198,7 @@ def score_gldv2(bench: Benchmark, q_emb: np.ndarray, g_emb: np.ndarray, device: 
     wanted = set(example_queries(len(gt), n_examples).tolist())
     examples: Dict[int, Example] = {}
     t0 = time.time()
-    searcher = knn.ExactSearcher(db, device=device)
+    searcher = knn.ExactSearcher(db, device=device, normalized=True)
     for start, s, i in knn.iter_search(q_emb, None, max(depth, min(example_k, len(db))), chunk_size=chunk_size,
                                        progress=progress, searcher=searcher):
         for row in range(len(i)):

@@ -109,3 +109,18 @@ def test_no_readable_image_is_a_clear_error(tmp_path, tiny_export, capsys):
     rc = main(["--benchmark", "image_folder", "--data-root", str(tmp_path), "--model", str(tiny_export), *FAST])
     assert rc == 1
     assert "none of the 2 images could be read" in capsys.readouterr().err
+
+
+def test_output_folder_holds_results_per_class_and_a_page_sized_labelled_picture(sample_set, tiny_export, tmp_path):
+    root, _ = sample_set
+    out = tmp_path / "run"
+    assert main(["--benchmark", "sample", "--data-root", str(root), "--model", str(tiny_export), "--output", str(out),
+                 "--visualize", "8", "--visualize-k", "8", *FAST]) == 0
+    res = _read(out / "results.json")
+    assert res["visualization"] == str(out / "retrieval.png") and res["per_class"] == str(out / "per_class.json")
+    classes = _read(out / "per_class.json")["classes"]
+    assert sum(c["queries"] for c in classes) == res["sizes"]["queries"] and all("name" in c for c in classes)
+    size = (out / "retrieval.png").stat().st_size
+    assert size < 400_000, size
+    with Image.open(out / "retrieval.png") as im:
+        assert im.width >= 9 * 104 and im.height >= 8 * 104  # 8 rows of query + 8 results, tiles readable
