@@ -145,13 +145,13 @@ def plot(rows, projected, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=100)
-    for method in dict.fromkeys(r["method"] for r in rows):
+    for i, method in enumerate(dict.fromkeys(r["method"] for r in rows)):
         pts = sorted((r["n"], r["seconds"]) for r in rows if r["method"] == method)
         line, = ax.plot(*zip(*pts), marker="o", label=method)
         p = next(x for x in projected if x["method"] == method)
         ax.plot([pts[-1][0], TARGET], [pts[-1][1], p["seconds"]], ls="--", color=line.get_color())
-        ax.annotate(f"{p['seconds']:.0f} s (projected)", (TARGET, p["seconds"]), fontsize=8, ha="right",
-                    va="bottom")
+        ax.annotate(f"{method}: {p['seconds']:.0f} s (projected)", (TARGET, p["seconds"]), fontsize=8, ha="right",
+                    va="bottom" if i % 2 == 0 else "top", color=line.get_color())
     ax.set(xscale="log", yscale="log", xlabel="database size N (images)", ylabel="seconds for 70 queries",
            title=f"Full ranking of 70 queries, D = 512 ({os.cpu_count()} CPU cores)")
     ax.grid(True, which="both", alpha=0.3)
