@@ -21,7 +21,8 @@ search added to the process (``ru_maxrss`` minus the resident set after the data
 
 Every method must return the same ranking as numpy (checked on the first query). The 1M figure
 is a projection: a least-squares fit over the sizes measured (seconds = a + b·N·log N, memory
-= c + e·N), evaluated at N = 1M; the database itself (1M × 512 × 4 B = 2 GiB) comes on top. ``--output`` writes the table as JSON and a PNG plot.
+= c + e·N), evaluated at N = 1M; the database itself (1M × 512 × 4 B = 2 GiB) comes on top.
+``--output`` writes the table as JSON and a PNG plot.
 """
 from __future__ import annotations
 

@@ -155,7 +155,8 @@ def run_evaluation(encoder: Any = None, benchmark: Union[str, Benchmark, None] =
                                     "embed_dim": int(q_emb.shape[1])}
     else:
         if encoder is None:
-            raise ValueError("give an encoder (a unicom.load name or path, an open_clip model) or precomputed embeddings")
+            raise ValueError("give an encoder (a unicom.load name or path, an open_clip model) or precomputed "
+                             "embeddings")
         from unicom.encoders import as_encoder
 
         enc = as_encoder(encoder, opts.device)
@@ -185,7 +186,8 @@ def run_evaluation(encoder: Any = None, benchmark: Union[str, Benchmark, None] =
     results: Dict[str, Any] = {
         "benchmark": bench.name, "protocol": bench.protocol, "data_root": None if data_root is None else str(data_root),
         "source": bench.source, "encoder": enc_info,
-        "sizes": {**bench.sizes(), "queries_listed": sizes_before["queries"], "gallery_listed": sizes_before["gallery"]},
+        "sizes": {**bench.sizes(), "queries_listed": sizes_before["queries"],
+                  "gallery_listed": sizes_before["gallery"]},
         "skipped": skipped, "metrics": scored.metrics, "settings": settings, "timing": timing,
     }
     if distractors is not None:

@@ -71,7 +71,8 @@ def read_ground_truth(path: Path) -> Dict:
         for g in ([raw] if isinstance(raw, dict) else list(raw)):
             entry = {k: _ids(g.get(k), offset) for k in ("easy", "hard", "junk")}
             bbx = g.get("bbx")
-            entry["bbx"] = None if bbx is None or len(np.atleast_1d(bbx)) != 4 else tuple(float(v) for v in np.ravel(bbx))
+            entry["bbx"] = (None if bbx is None or len(np.atleast_1d(bbx)) != 4
+                            else tuple(float(v) for v in np.ravel(bbx)))
             gnd.append(entry)
     except (AttributeError, TypeError, ValueError) as exc:
         raise GroundTruthError(f"{path}: malformed 'gnd' entry {len(gnd)} ({type(exc).__name__}: {exc})") from exc

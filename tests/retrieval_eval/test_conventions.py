@@ -16,7 +16,7 @@ from retrieval_eval.pipeline import labels_benchmark
 from retrieval_eval.scoring import score
 
 from . import fake_trees as fake
-from .reference import rankings, unit
+from .reference import rankings
 
 FAST = dict(device="cpu", workers=0, progress=False)
 

@@ -47,7 +47,8 @@ class EmbedResult:
 
 def embed_to_features(model: Union[str, os.PathLike, LoadedEncoder], input_spec: str, out: Union[str, os.PathLike],
                       input_type: str = "auto", batch_size: int = 64, workers: Optional[int] = None,
-                      device: Optional[str] = None, precision: str = DEFAULT_PRECISION, image_size: Optional[int] = None,
+                      device: Optional[str] = None, precision: str = DEFAULT_PRECISION,
+                      image_size: Optional[int] = None,
                       heads: Optional[int] = None, name: str = DEFAULT_NAME, overwrite: bool = False,
                       progress: bool = True) -> EmbedResult:
     """Embed ``input_spec`` (folder, list file or shards) into ``out/features/``.

@@ -41,7 +41,8 @@ class Searcher:
     """
 
     def __init__(self, index_dir, model=None, device: Optional[str] = None, nprobe: Optional[int] = None,
-                 ef_search: Optional[int] = None, batch_size: int = 64, precision: str = DEFAULT_PRECISION, progress: bool = True):
+                 ef_search: Optional[int] = None, batch_size: int = 64, precision: str = DEFAULT_PRECISION,
+                 progress: bool = True):
         self.index = IndexDir(index_dir)
         set_search_params(self.index.index, self.index.kind, nprobe, ef_search)
         self._model_spec = model
