@@ -16,7 +16,7 @@ from retrieval_eval.pipeline import labels_benchmark
 from retrieval_eval.scoring import score
 
 from . import fake_trees as fake
-from .reference import rankings
+from .reference import ap_rp_per_query, rankings
 
 FAST = dict(device="cpu", workers=0, progress=False)
 
@@ -65,21 +65,10 @@ def test_gldv2_missing_relevant_ids_count_in_the_denominator_as_in_kaggle(tmp_pa
 
 def _per_query_reference(x, labels, max_r=None):
     order = rankings(x)
-    r1, aps = [], []
+    r1 = []
     for i, row in enumerate(order):
         r1.append(float(labels[row[0]] == labels[i]))
-        r = sum(1 for lab in labels if lab == labels[i]) - 1
-        r = r if max_r is None else min(r, max_r)
-        if r <= 0:
-            aps.append(np.nan)
-            continue
-        found, ap = 0, 0.0
-        for pos in range(r):
-            if labels[row[pos]] == labels[i]:
-                found += 1
-                ap += found / (pos + 1)
-        aps.append(ap / r)
-    return np.array(r1), np.array(aps)
+    return np.array(r1), ap_rp_per_query(order, labels, labels, True, max_r)[0]
 
 
 def test_per_class_figures_and_avg_of_avgs_match_a_direct_computation(tie_data):

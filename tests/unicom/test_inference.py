@@ -71,16 +71,3 @@ def test_every_encoder_is_a_loaded_encoder(tiny_export):
     with torch.no_grad():
         assert torch.equal(clip.embed(x), clip.model.encode_image(x))
     assert clip.embed(x).shape == (2, clip.embed_dim)
-
-
-@pytest.fixture(scope="module")
-def tiny_export(tmp_path_factory):
-    from unicom.export import save_export
-    from unicom.transforms import CLIP_MEAN, CLIP_STD
-
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        model = build_vit("ViT-Tiny/8@32")
-    out = tmp_path_factory.mktemp("export")
-    save_export(model, out, image_size=32, mean=CLIP_MEAN, std=CLIP_STD, embed_dim=model.embed_dim)
-    return out
