@@ -143,3 +143,16 @@ def test_distractor_features_of_another_encoder_are_refused(tmp_path, tiny_expor
     assert ok["distractors"]["kind"] == "features" and ok["distractors"]["count"] == 3
     with pytest.raises(ValueError, match="another encoder"):
         retrieval_eval.evaluate(tiny_encoder, "image_folder", folder, distractors=str(tmp_path / "feats"), **FAST)
+
+
+def test_webdataset_shards_as_distractors(sample_set, tmp_path, tiny_encoder):
+    from unicom.shards import expand_shards
+    from unicom.wds_reader import iter_samples
+
+    root, _ = sample_set
+    shards = expand_shards(str(root / "shards"))[:1]
+    n = sum(1 for item in iter_samples(shards, need_image=True, need_caption=False) if hasattr(item, "image"))
+    folder = fake.image_folder(tmp_path / "bench")
+    res = retrieval_eval.evaluate(tiny_encoder, "image_folder", folder, distractors=shards[0],
+                                  distractor_cache=str(tmp_path / "cache"), **FAST)
+    assert res["distractors"]["kind"] == "images" and res["distractors"]["count"] == n > 0
