@@ -89,7 +89,7 @@ $(RUN)/export/config.json: | $(STAMP)
 
 eval: install $(NEED_SAMPLE) $(if $(filter $(RUN)/export,$(ENCODER)),$(RUN)/export/config.json)
 	$(PY) -m retrieval_eval.cli --benchmark $(BENCHMARK) --data-root $(DATA_ROOT) --model $(ENCODER) \
-		--output $(EVAL_OUT)/$(BENCHMARK).json $(EVAL_ARGS)
+		--output $(EVAL_OUT)/$(BENCHMARK) $(EVAL_ARGS)
 
 demo: install
 	$(PY) -m unicom.demo --make "$(MAKE)" --sample-dir $(SAMPLE_DIR) --out runs/demo

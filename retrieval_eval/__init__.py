@@ -5,15 +5,18 @@
     retrieval_eval.evaluate_embeddings(embeddings, labels)         # the metrics alone
     retrieval_eval.metrics.recall_at_k(neighbour_labels, query_labels, [1, 2, 4, 8])
 
-``unicom-eval`` (``python -m retrieval_eval``) is the command line. Heavy submodules load lazily.
+``unicom-eval`` (``python -m retrieval_eval``) is the command line. Every submodule loads
+lazily, so the command line's ``--help`` imports neither numpy nor torch nor faiss.
 """
-from . import metrics
-
 __all__ = ["evaluate", "evaluate_embeddings", "load_benchmark", "available_benchmarks", "metrics",
            "DatasetNotFoundError"]
 
 
 def __getattr__(name):
+    if name == "metrics":
+        import importlib
+
+        return importlib.import_module(".metrics", __name__)
     if name in ("evaluate", "evaluate_embeddings"):
         from . import pipeline
 

@@ -6,6 +6,8 @@
 * Queries go in chunks, so only ``chunk × k`` results are ever held: a 1M × 1M evaluation
   needs the gallery plus one chunk of results in memory, and callers reduce each chunk to
   per-query numbers before the next (``iter_search``).
+* A full ranking (k = the gallery size, the revisitop protocol) is one sgemm and a stable
+  sort per chunk of queries instead of a faiss heap of k = N, which is several times slower.
 * Ties are broken deterministically: equal scores rank the lower gallery index first, both
   inside the top k and at its edge (when the k-th and (k+1)-th scores are equal, the query is
   searched again with a larger k until the whole tie group is seen). Results therefore do
@@ -95,8 +97,8 @@ class ExactSearcher:
             cfg.device = self.gpu_id
             self._gpu = faiss.GpuIndexFlatIP(self._res, self.dim, cfg)
             self._gpu.add(self.gallery)
-        else:
-            self._cpu_index()
+        # The CPU index is built on first use: a full ranking (revisitop) never needs it, and it
+        # would hold a second copy of a 1M-item database.
 
     def _cpu_index(self):
         if self._cpu is None:
@@ -121,6 +123,8 @@ class ExactSearcher:
             raise ValueError(f"k must be in [1, {self.ntotal}] (the gallery size), got {k}")
         if len(xq) == 0:
             return np.zeros((0, k), np.float32), np.zeros((0, k), np.int64)
+        if k == self.ntotal:
+            return self._full_ranking(xq)
         kk = min(k + 1, self.ntotal)  # one extra result shows whether a tie straddles the cut
         scores, ids = self._raw(xq, kk)
         if kk > k:
@@ -130,6 +134,14 @@ class ExactSearcher:
                 self._resolve_edge_ties(xq, k, kk, risky, scores, ids)
         _sort_ties(scores, ids)
         return scores, ids
+
+    def _full_ranking(self, xq: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        """Every gallery item ranked (revisitop's protocol): one sgemm and a stable sort of the
+        negated scores, which is the tie rule itself (equal scores keep index order). A heap
+        of k = N, as faiss would keep, is several times slower than sorting whole rows."""
+        scores = np.ascontiguousarray(xq, dtype=np.float32) @ self.gallery.T
+        ids = np.argsort(-scores, axis=1, kind="stable")
+        return np.take_along_axis(scores, ids, axis=1), ids
 
     def _resolve_edge_ties(self, xq, k, kk, rows, scores, ids) -> None:
         """Re-search rows whose k-th score is tied beyond the cut, doubling k until the whole tie
@@ -175,15 +187,16 @@ def iter_search(queries: np.ndarray, gallery: Optional[np.ndarray], k: int, excl
                 searcher: Optional[ExactSearcher] = None) -> Iterator[Tuple[int, np.ndarray, np.ndarray]]:
     """Yield ``(start, scores, ids)`` per chunk of queries; scores/ids are [chunk, k].
 
-    ``gallery=None`` searches the queries against themselves. ``exclude_self`` needs the query
-    set to *be* the gallery (row i is item i) and removes each query's own index. ``k`` is
+    ``gallery=None`` searches the queries against themselves. ``exclude_self`` needs the queries
+    to be the gallery's first rows (row i is item i; distractors may follow them) and removes
+    each query's own index. ``k`` is
     capped at the number of candidates (gallery size, minus one when excluding self).
     """
     xq = l2_normalize(queries)
     if searcher is None:
         searcher = ExactSearcher(xq if gallery is None else gallery, device=device, normalized=gallery is None)
-    if exclude_self and searcher.ntotal != len(xq):
-        raise ValueError("exclude_self needs the queries to be the gallery (same rows, same order)")
+    if exclude_self and searcher.ntotal < len(xq):
+        raise ValueError("exclude_self needs the queries to be the gallery's first rows (same order)")
     n_candidates = searcher.ntotal - (1 if exclude_self else 0)
     k = min(int(k), n_candidates)
     if k < 1:

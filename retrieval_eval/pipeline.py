@@ -1,5 +1,6 @@
 """The evaluation, end to end: benchmark → embeddings → (skip exclusion) → search → metrics →
-results dict, JSON and picture. ``retrieval_eval.evaluate`` is ``evaluate`` here.
+results dict; ``outputs.write_outputs`` then writes the JSON, the per-class JSON and the picture.
+``retrieval_eval.evaluate`` is ``evaluate`` here.
 
 Skipped images are excluded consistently: an image that fails to open (or a NaN row of
 precomputed embeddings) is dropped from the queries *and* from the gallery, matched by its
@@ -8,11 +9,13 @@ therefore those of the benchmark minus the unreadable images; the counts are rep
 """
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections import Counter
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence, Union
+from typing import Any, Dict, List, Optional, Union
 
 import numpy as np
 
@@ -21,9 +24,23 @@ from unicom.atomic_io import read_npy
 from .benchmarks import LABELLED, Benchmark, ImageSet, load_benchmark
 from .benchmarks.base import UnreadableDataError, missing_file_error
 from .knn import search_device_for
-from .scoring import DEFAULT_MAX_R, score
+from .options import EvalOptions
+from .scoring import GLDV2_MISSING, Example, score
 
+log = logging.getLogger(__name__)
 MAX_KEYS_REPORTED = 20
+
+
+@dataclass
+class Evaluation:
+    """What one run produced, before anything is written: the results dict, the per-class
+    records (labelled benchmarks), the picture's examples and the embeddings."""
+
+    results: Dict[str, Any]
+    bench: Benchmark
+    examples: List[Example]
+    per_class: Optional[List[Dict[str, Any]]] = None
+    embeddings: Optional[np.ndarray] = None
 
 
 def _load_array(x, what: str) -> np.ndarray:
@@ -84,40 +101,52 @@ def _exclude(bench: Benchmark, q_skip: Dict[int, str], g_skip: Dict[int, str]):
               "keys": sorted(failed)[:MAX_KEYS_REPORTED]}
     if not failed:
         return bench, q_keep, g_keep, report
-    return bench.subset(q_keep, g_keep), q_keep, g_keep, report
+    sub = bench.subset(q_keep, g_keep)
+    if GLDV2_MISSING in bench.info:  # a per-query array the generic subset does not know about
+        sub = replace(sub, info={**bench.info, GLDV2_MISSING: np.asarray(bench.info[GLDV2_MISSING])[q_keep]})
+    return sub, q_keep, g_keep, report
 
 
-def evaluate(encoder: Any = None, benchmark: Union[str, Benchmark] = "sample", data_root=None, *,
-             embeddings=None, labels=None, ks: Optional[Sequence[int]] = None,
-             max_r: Optional[int] = DEFAULT_MAX_R, batch_size: int = 128, workers: int = 4,
-             device: str = "auto", search_device: Optional[str] = None, precision: str = "bf16",
-             chunk_size: Optional[int] = None, visualize: int = 0, visualize_k: int = 8,
-             visualize_path=None, output=None, save_embeddings=None, progress: bool = True,
-             benchmark_options: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
-    """Evaluate an encoder (or precomputed embeddings) on a benchmark; returns the results dict.
-
-    * ``encoder``: a ``unicom.load`` name or path, a ``(model, transform)`` pair, or an
-      ``encoders.Encoder`` (e.g. from ``encoders.open_clip_encoder``).
-    * ``benchmark``: a name (``available_benchmarks()``) read from ``data_root``, or a
-      ``Benchmark``. With ``embeddings`` and ``labels`` and no benchmark name, the metrics run
-      on the embeddings alone (all-vs-all).
-    * ``embeddings``: precomputed [n, D] (array or ``.npy``), rows = queries then gallery in
-      benchmark order; NaN rows count as skipped images.
-    * ``output``: JSON path. ``visualize`` > 0 writes a PNG of that many queries with their
-      top ``visualize_k`` (``visualize_path``, default: next to ``output``).
-    """
-    t_start = time.time()
+def _resolve_benchmark(benchmark, data_root, embeddings, labels, benchmark_options) -> Benchmark:
     if isinstance(benchmark, Benchmark):
-        bench = benchmark
-    elif embeddings is not None and labels is not None and benchmark in (None, "embeddings"):
-        bench = labels_benchmark(labels)
-    elif benchmark is None:
+        return benchmark
+    if embeddings is not None and labels is not None and benchmark in (None, "embeddings"):
+        return labels_benchmark(labels)
+    if benchmark is None:
         raise ValueError("name a benchmark, or give embeddings together with labels")
-    else:
-        bench = load_benchmark(benchmark, data_root, **(benchmark_options or {}))
+    return load_benchmark(benchmark, data_root, **(benchmark_options or {}))
+
+
+def _embed_benchmark(enc, bench: Benchmark, opts: EvalOptions, timing: Dict[str, float]):
+    from unicom.encoders import parameter_count
+    from unicom.inference import embed_images
+
+    check_images_present(bench)
+    kw = dict(batch_size=opts.batch_size, workers=opts.workers, precision=opts.precision, progress=opts.progress)
+    q_res = embed_images(enc, bench.queries.items, boxes=bench.queries.boxes,
+                         desc=f"{bench.name} queries" if not bench.all_vs_all else bench.name, **kw)
+    g_res = None if bench.all_vs_all else embed_images(enc, bench.gallery.items, boxes=bench.gallery.boxes,
+                                                       desc=f"{bench.name} gallery", **kw)
+    timing["embed_seconds"] = round(q_res.seconds + (g_res.seconds if g_res else 0.0), 3)
+    n_img = len(bench.queries) + (0 if g_res is None else len(bench.gallery))
+    timing["images_per_second"] = round(n_img / max(timing["embed_seconds"], 1e-9), 1)
+    info = {**enc.describe(), "name": enc.source, "parameters": parameter_count(enc),
+            "embed_dim": int(q_res.embeddings.shape[1]), "device": str(enc.device),
+            "precision": opts.precision if enc.device.type == "cuda" else "fp32"}
+    return (q_res.embeddings, None if g_res is None else g_res.embeddings, q_res.skipped,
+            {} if g_res is None else g_res.skipped, info)
+
+
+def run_evaluation(encoder: Any = None, benchmark: Union[str, Benchmark, None] = "sample", data_root=None, *,
+                   embeddings=None, labels=None, distractors=None, benchmark_options: Optional[Dict[str, Any]] = None,
+                   options: Optional[EvalOptions] = None) -> Evaluation:
+    """Everything but the writing: see ``evaluate``."""
+    opts = options or EvalOptions()
+    t_start = time.time()
+    bench = _resolve_benchmark(benchmark, data_root, embeddings, labels, benchmark_options)
     sizes_before = bench.sizes()
     timing: Dict[str, float] = {}
-
+    enc = None
     if embeddings is not None:
         q_emb, g_emb = _split_precomputed(bench, _load_array(embeddings, "embeddings"))
         q_skip, g_skip = _nan_skips(q_emb), _nan_skips(g_emb)
@@ -126,26 +155,13 @@ def evaluate(encoder: Any = None, benchmark: Union[str, Benchmark] = "sample", d
                                     "embed_dim": int(q_emb.shape[1])}
     else:
         if encoder is None:
-            raise ValueError("give an encoder (a unicom.load name or path, an open_clip model) or precomputed embeddings")
-        from .embedding import embed_images
-        from .encoders import as_encoder
+            raise ValueError("give an encoder (a unicom.load name or path, an open_clip model) or precomputed "
+                             "embeddings")
+        from unicom.encoders import as_encoder
 
-        enc = as_encoder(encoder, device)
-        check_images_present(bench)
-        kw = dict(batch_size=batch_size, workers=workers, precision=precision, progress=progress)
-        q_res = embed_images(enc, bench.queries, desc=f"{bench.name} queries" if not bench.all_vs_all else bench.name, **kw)
-        g_res = None if bench.all_vs_all else embed_images(enc, bench.gallery, desc=f"{bench.name} gallery", **kw)
-        q_emb, g_emb = q_res.embeddings, (None if g_res is None else g_res.embeddings)
-        q_skip, g_skip = q_res.skipped, ({} if g_res is None else g_res.skipped)
-        timing["embed_seconds"] = round(q_res.seconds + (g_res.seconds if g_res else 0.0), 3)
-        n_img = len(bench.queries) + (0 if g_res is None else len(bench.gallery))
-        timing["images_per_second"] = round(n_img / max(timing["embed_seconds"], 1e-9), 1)
-        enc_info = {**enc.describe(), "embed_dim": int(q_emb.shape[1]), "device": str(enc.device),
-                    "precision": precision if enc.device.type == "cuda" else "fp32"}
-        if save_embeddings:
-            from unicom.atomic_io import write_npy
-
-            write_npy(save_embeddings, q_emb if g_emb is None else np.concatenate([q_emb, g_emb]))
+        enc = as_encoder(encoder, opts.device)
+        q_emb, g_emb, q_skip, g_skip, enc_info = _embed_benchmark(enc, bench, opts, timing)
+    all_emb = q_emb if g_emb is None else np.concatenate([q_emb, g_emb])
 
     bench, q_keep, g_keep, skipped = _exclude(bench, q_skip, g_skip)
     q_emb = q_emb[q_keep]
@@ -154,46 +170,90 @@ def evaluate(encoder: Any = None, benchmark: Union[str, Benchmark] = "sample", d
     if len(q_emb) == 0 or (g_emb is not None and len(g_emb) == 0):
         raise UnreadableDataError(f"{bench.name}: nothing left to evaluate after skipping {skipped['total']} "
                                   "unreadable images")
+    missing = int(bench.info.get("relevant_ids_not_in_index", 0) or 0)
+    if missing:
+        log.warning("%s: %d relevant ids of the solution are not in index.csv; they count in the mAP@100 "
+                    "denominator (as in the Kaggle metric), so the figures are lower than if they were dropped",
+                    bench.name, missing)
 
-    scored = score(bench, q_emb, g_emb, ks=ks, max_r=max_r, device=search_device or search_device_for(device),
-                   chunk_size=chunk_size, n_examples=visualize, example_k=visualize_k, progress=progress)
+    search = dict(ks=opts.ks, max_r=opts.max_r, avg_of_avgs=opts.avg_of_avgs,
+                  device=opts.search_device or search_device_for(opts.device), chunk_size=opts.chunk_size,
+                  progress=opts.progress)
+    scored = score(bench, q_emb, g_emb, n_examples=opts.visualize, example_k=opts.visualize_k, **search)
     timing["search_seconds"] = scored.settings.pop("search_seconds")
-    settings = {"ks": [int(k) for k in (ks or bench.ks)], **scored.settings, "batch_size": batch_size,
-                "workers": workers}
+    settings = {"ks": [int(k) for k in (opts.ks or bench.ks)], **scored.settings, "batch_size": opts.batch_size,
+                "workers": opts.workers}
     results: Dict[str, Any] = {
         "benchmark": bench.name, "protocol": bench.protocol, "data_root": None if data_root is None else str(data_root),
         "source": bench.source, "encoder": enc_info,
-        "sizes": {**bench.sizes(), "queries_listed": sizes_before["queries"], "gallery_listed": sizes_before["gallery"]},
+        "sizes": {**bench.sizes(), "queries_listed": sizes_before["queries"],
+                  "gallery_listed": sizes_before["gallery"]},
         "skipped": skipped, "metrics": scored.metrics, "settings": settings, "timing": timing,
     }
-    if visualize:
-        picture = visualize_path or (Path(output).with_suffix(".png") if output else Path(f"{bench.name}_retrieval.png"))
-        if bench.queries.has_images:
-            from .visualize import save_grid
-
-            save_grid(picture, bench, scored.examples, visualize_k)
-            results["visualization"] = str(picture)
-        else:
-            results["visualization"] = None
+    if distractors is not None:
+        _add_distractors(results, distractors, enc, bench, q_emb, g_emb, opts, search)
     timing["total_seconds"] = round(time.time() - t_start, 3)
-    if output:
-        from .report import write_results
-
-        write_results(output, results)
-    return results
+    return Evaluation(results, bench, scored.examples, scored.per_class, all_emb)
 
 
-def evaluate_embeddings(embeddings, labels, gallery_embeddings=None, gallery_labels=None,
-                        ks: Sequence[int] = (1, 2, 4, 8), max_r: Optional[int] = DEFAULT_MAX_R,
-                        device: str = "auto") -> Dict[str, Any]:
+def _add_distractors(results, source, enc, bench, q_emb, g_emb, opts: EvalOptions, search) -> None:
+    """Score again with the distractors in the database: ``metrics_with_distractors``."""
+    from .distractors import load_distractors
+
+    t0 = time.time()
+    d = load_distractors(source, enc, precision=opts.precision, cache_root=opts.distractor_cache,
+                         batch_size=opts.batch_size, workers=opts.workers, progress=opts.progress)
+    results["timing"]["distractor_embed_seconds"] = round(time.time() - t0, 3)
+    if len(d.features) and d.features.shape[1] != q_emb.shape[1]:
+        raise ValueError(f"the distractors ({d.source}) are {d.features.shape[1]}-dimensional but the benchmark's "
+                         f"embeddings are {q_emb.shape[1]}-dimensional: they come from another encoder")
+    log.info("scoring %s with %d distractors", bench.name, len(d.features))
+    scored = score(bench, q_emb, g_emb, distractors=d.features, **search)
+    results["timing"]["distractor_search_seconds"] = scored.settings.pop("search_seconds")
+    results["distractors"] = {**d.describe(), "search_k": scored.settings["search_k"],
+                              "search_device": scored.settings["search_device"]}
+    results["metrics_with_distractors"] = scored.metrics
+
+
+def evaluate(encoder: Any = None, benchmark: Union[str, Benchmark, None] = "sample", data_root=None, *,
+             embeddings=None, labels=None, distractors=None, benchmark_options: Optional[Dict[str, Any]] = None,
+             **options: Any) -> Dict[str, Any]:
+    """Evaluate an encoder (or precomputed embeddings) on a benchmark; returns the results dict.
+
+    * ``encoder``: a ``unicom.load`` name or path, a ``(model, transform)`` pair, or a
+      ``unicom.pretrained.load.LoadedEncoder`` (e.g. from ``unicom.encoders.open_clip_encoder``).
+    * ``benchmark``: a name (``available_benchmarks()``) read from ``data_root``, or a
+      ``Benchmark``. With ``embeddings`` and ``labels`` and no benchmark name, the metrics run
+      on the embeddings alone (all-vs-all).
+    * ``embeddings``: precomputed [n, D] (array or ``.npy``), rows = queries then gallery in
+      benchmark order; NaN rows count as skipped images.
+    * ``distractors``: a distractor source (``retrieval_eval.distractors``); the results then
+      hold ``metrics_with_distractors`` beside ``metrics``.
+    * ``options``: the fields of ``retrieval_eval.options.EvalOptions`` (``ks``, ``max_r``,
+      ``avg_of_avgs``, ``output``, ``visualize``, ``device``, ``batch_size`` …), with its defaults.
+    """
+    from .outputs import write_outputs
+
+    opts = EvalOptions(**options)
+    ev = run_evaluation(encoder, benchmark, data_root, embeddings=embeddings, labels=labels, distractors=distractors,
+                        benchmark_options=benchmark_options, options=opts)
+    write_outputs(ev, opts)
+    return ev.results
+
+
+def evaluate_embeddings(embeddings, labels, gallery_embeddings=None, gallery_labels=None, **options: Any
+                        ) -> Dict[str, Any]:
     """Recall@K, MAP@R and R-precision of embeddings alone (numpy arrays, no images).
 
     Without a gallery every row is a query against all the others (itself excluded by index);
-    with one, the rows of ``embeddings`` search ``gallery_embeddings``. Returns the metrics dict.
+    with one, the rows of ``embeddings`` search ``gallery_embeddings``. ``options``: ``ks``
+    (default 1, 2, 4, 8), ``max_r``, ``avg_of_avgs``, ``device``. Returns the metrics dict.
     """
+    opts = EvalOptions(**options)
     q = _load_array(embeddings, "embeddings").astype(np.float32)
     g = None if gallery_embeddings is None else _load_array(gallery_embeddings, "gallery embeddings").astype(np.float32)
     bench = labels_benchmark(labels, gallery_labels)
     if len(q) != len(bench.queries) or (g is not None and len(g) != len(bench.gallery)):
         raise ValueError("embeddings and labels must have the same number of rows")
-    return score(bench, q, g, ks=ks, max_r=max_r, device=device).metrics
+    return score(bench, q, g, ks=opts.ks, max_r=opts.max_r, avg_of_avgs=opts.avg_of_avgs,
+                 device=opts.search_device or opts.device).metrics

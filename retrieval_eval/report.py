@@ -1,48 +1,64 @@
-"""The printed table and the ``--output`` JSON of an evaluation.
+"""The printed table of an evaluation (the JSON is written by ``outputs``).
 
 JSON keys: ``benchmark``, ``protocol``, ``encoder``, ``sizes`` (queries, gallery, classes, and
 the counts before skipping), ``skipped`` (per reason, for queries and gallery, plus the first
-few keys), ``metrics`` (fractions in [0, 1]; counts as integers), ``settings`` and ``timing``.
-The printed table shows the metrics in percent, the way papers report them.
+few keys), ``metrics`` (fractions in [0, 1]; counts as integers), ``metrics_with_distractors``
+and ``distractors`` (with ``--distractors``), ``settings`` (including ``max_r``, the R cap of
+MAP@R and RP, and ``avg_of_avgs``) and ``timing``. The printed table shows the metrics in
+percent, the way papers report them, with and without distractors side by side.
 """
 from __future__ import annotations
 
 import math
-from typing import Any, Dict
-
-from unicom.atomic_io import write_json
+from typing import Any, Dict, List
 
 
-def _is_count(name: str) -> bool:
-    return name.startswith("queries")
+def _cell(value: Any) -> str:
+    if isinstance(value, bool) or value is None:
+        return "n/a" if value is None else str(value)
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float) and math.isnan(value):
+        return "n/a"
+    return f"{100.0 * value:6.2f}"
+
+
+def _label(name: str, settings: Dict[str, Any]) -> str:
+    if name in ("MAP@R", "RP") and "max_r" in settings:
+        cap = settings["max_r"]
+        return f"{name} (R<={cap})" if cap is not None else f"{name} (R uncapped)"
+    return name
 
 
 def format_table(results: Dict[str, Any]) -> str:
-    """A plain-text table: a header line, the sizes, then one metric per line in percent."""
+    """A plain-text table: a header, the sizes and conventions, then one metric per line in
+    percent (counts as integers), with a second column when distractors were added."""
     enc = results.get("encoder") or {}
     sizes = results.get("sizes", {})
+    settings = results.get("settings", {})
     gallery = "all-vs-all" if sizes.get("all_vs_all") else f"gallery {sizes.get('gallery')}"
     skipped = results.get("skipped", {}).get("total", 0)
-    lines = [f"benchmark {results.get('benchmark')} ({results.get('protocol')})   encoder {enc.get('name', '-')}",
-             f"queries {sizes.get('queries')}   {gallery}"
-             + (f"   classes {sizes['classes']}" if "classes" in sizes else "")
-             + f"   skipped images {skipped}"]
+    lines: List[str] = [
+        f"benchmark {results.get('benchmark')} ({results.get('protocol')})   encoder {enc.get('name', '-')}",
+        f"queries {sizes.get('queries')}   {gallery}" + (f"   classes {sizes['classes']}" if "classes" in sizes else "")
+        + f"   skipped images {skipped}"]
+    if "max_r" in settings:
+        lines.append(f"MAP@R/RP: R capped at {settings['max_r']}" if settings["max_r"] is not None
+                     else "MAP@R/RP: R uncapped")
+        lines[-1] += ("   means: per class (avg of avgs)" if settings.get("avg_of_avgs") else "   means: per query")
     metrics = results.get("metrics", {})
-    width = max([len(k) for k in metrics] + [6])
-    lines.append(f"{'metric':<{width}}  value")
-    lines.append("-" * (width + 9))
+    extra = results.get("metrics_with_distractors")
+    if extra is not None:
+        d = results.get("distractors", {})
+        lines.append(f"distractors {d.get('count')} from {d.get('source')}"
+                     + (f"   skipped {sum(d.get('skipped', {}).values())}" if d.get("skipped") else ""))
+    labels = {name: _label(name, settings) for name in metrics}
+    width = max([len(x) for x in labels.values()] + [6])
+    header = f"{'metric':<{width}}  {'value':>7}" + (f"  {'+distractors':>12}" if extra is not None else "")
+    lines += [header, "-" * len(header)]
     for name, value in metrics.items():
-        if _is_count(name):
-            lines.append(f"{name:<{width}}  {value}")
-        elif value is None or (isinstance(value, float) and math.isnan(value)):
-            lines.append(f"{name:<{width}}  n/a")
-        else:
-            lines.append(f"{name:<{width}}  {100.0 * value:6.2f}")
+        row = f"{labels[name]:<{width}}  {_cell(value):>7}"
+        if extra is not None:
+            row += f"  {_cell(extra.get(name)):>12}"
+        lines.append(row)
     return "\n".join(lines)
-
-
-def write_results(path, results: Dict[str, Any]) -> None:
-    """Write ``results`` as JSON, atomically (NaN becomes null)."""
-    write_json(path, results)
-
-

@@ -31,9 +31,17 @@ def image_path(base: Path, image_id: str) -> str:
     return str(base / image_id[0] / image_id[1] / image_id[2] / f"{image_id}.jpg")
 
 
-def _read_csv(path: Path) -> List[dict]:
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
+def _read_csv(path: Path, columns=("id",)) -> List[dict]:
+    try:
+        with open(path, newline="") as f:
+            reader = csv.DictReader(f)
+            rows = list(reader)
+    except (csv.Error, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path}: cannot read this CSV ({exc})") from exc
+    absent = [c for c in columns if c not in (reader.fieldnames or [])]
+    if absent:
+        raise ValueError(f"{path}: no column {', '.join(absent)} in its header; is it the GLDv2 file?")
+    return rows
 
 
 def load(data_root, **_) -> Benchmark:
@@ -46,12 +54,14 @@ def load(data_root, **_) -> Benchmark:
     position = {x: i for i, x in enumerate(index_ids)}
     q_items, q_keys, groups, gt = [], [], [], []
     unknown = 0
-    for row in _read_csv(root / marker):
+    missing_per_query = []  # relevant ids absent from index.csv: they stay in the mAP@100 denominator
+    for row in _read_csv(root / marker, ("id", "images", "Usage")):
         usage = (row.get("Usage") or "").strip().lower()
         if usage not in ("public", "private"):
             continue
         relevant = [position[x] for x in (row.get("images") or "").split() if x in position]
-        unknown += sum(1 for x in (row.get("images") or "").split() if x not in position)
+        missing_per_query.append(sum(1 for x in (row.get("images") or "").split() if x not in position))
+        unknown += missing_per_query[-1]
         q_items.append(image_path(root / "test", row["id"]))
         q_keys.append(f"test/{row['id']}")
         groups.append(usage)
@@ -60,4 +70,5 @@ def load(data_root, **_) -> Benchmark:
     gallery = ImageSet([image_path(root / "index", x) for x in index_ids], keys=[f"index/{x}" for x in index_ids])
     return Benchmark(NAME, GLDV2, queries, gallery, ks=(100,), ground_truth=gt, query_groups=np.asarray(groups),
                      source=SOURCE, info={"root": str(root), "solution": str(root / marker),
-                                          "relevant_ids_not_in_index": unknown})
+                                          "relevant_ids_not_in_index": unknown,
+                                          "relevant_ids_not_in_index_per_query": np.asarray(missing_per_query)})

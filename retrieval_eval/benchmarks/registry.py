@@ -1,6 +1,8 @@
 """Benchmark names → loaders. ``load_benchmark(name, data_root)`` returns a ``Benchmark``."""
 from __future__ import annotations
 
+import csv
+import pickle
 from functools import partial
 from typing import Callable, Dict, List
 
@@ -26,6 +28,10 @@ ALIASES = {"cub200": "cub", "cars196": "cars", "stanford_online_products": "sop"
            "folder": "image_folder", "image-folder": "image_folder", "csv_list": "csv"}
 
 
+class BenchmarkReadError(ValueError):
+    """A benchmark's files exist but cannot be parsed (the message names the benchmark and root)."""
+
+
 def available_benchmarks() -> List[str]:
     """The benchmark names ``load_benchmark`` accepts (aliases aside)."""
     return list(LOADERS)
@@ -36,4 +42,9 @@ def load_benchmark(name: str, data_root=None, **options) -> Benchmark:
     key = ALIASES.get(name.strip().lower(), name.strip().lower())
     if key not in LOADERS:
         raise ValueError(f"unknown benchmark {name!r}; available: {', '.join(LOADERS)}")
-    return LOADERS[key](data_root, **options)
+    try:
+        return LOADERS[key](data_root, **options)
+    except (pickle.UnpicklingError, EOFError, csv.Error, KeyError, IndexError) as exc:
+        # the last net under every reader: a malformed file is a one-line error, not a traceback
+        raise BenchmarkReadError(f"{key}: cannot read the benchmark's files under {data_root} "
+                                 f"({type(exc).__name__}: {exc})") from exc

@@ -1,4 +1,5 @@
-"""Revisited Oxford and Paris (Radenović et al. 2018), without the 1M distractors.
+"""Revisited Oxford and Paris (Radenović et al. 2018); the +1M distractors come from
+``unicom-eval --distractors`` (``retrieval_eval.distractors``).
 
 The query images (``qimlist``) are cropped to their bounding box ``bbx`` and search the
 database (``imlist``); mAP and mP@1/5/10 under the Easy, Medium and Hard protocols.
@@ -16,6 +17,7 @@ unpickler in ``retrieval_eval.safe_pickle``; the ``.mat`` variant (1-based) is r
 """
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 from typing import Dict, List
 
@@ -23,6 +25,10 @@ import numpy as np
 
 from .. import safe_pickle
 from .base import REVISITOP, Benchmark, ImageSet, find_dataset_dir
+
+
+class GroundTruthError(ValueError):
+    """A ground-truth file was refused or cannot be read; the message names the file."""
 
 DATASETS = ("roxford5k", "rparis6k")
 SOURCES = {
@@ -41,24 +47,35 @@ def _ids(x, offset: int = 0) -> np.ndarray:
 
 def read_ground_truth(path: Path) -> Dict:
     """{'imlist', 'qimlist', 'gnd': [{'bbx', 'easy', 'hard', 'junk'}]} with 0-based indices."""
-    if path.suffix == ".pkl":
-        cfg = safe_pickle.load(path)
-        offset = 0
-    else:
-        from scipy.io import loadmat
+    try:
+        if path.suffix == ".pkl":
+            cfg = safe_pickle.load(path)
+            offset = 0
+        else:
+            from scipy.io import loadmat
 
-        cfg = loadmat(str(path), squeeze_me=True, simplify_cells=True)
-        offset = 1
+            cfg = loadmat(str(path), squeeze_me=True, simplify_cells=True)
+            offset = 1
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, OSError, AttributeError, ImportError,
+            IndexError, KeyError, NotImplementedError) as exc:  # every way a corrupt or hostile file fails
+        kind = "refused" if isinstance(exc, safe_pickle.UnsafePickleError) else "unreadable"
+        raise GroundTruthError(f"{path}: {kind} ground-truth file ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(cfg, dict):
+        raise GroundTruthError(f"{path}: holds a {type(cfg).__name__}, not the revisitop ground-truth dict")
     for key in ("imlist", "qimlist", "gnd"):
         if key not in cfg:
-            raise ValueError(f"{path} lacks {key!r}; is it a revisitop ground-truth file?")
+            raise GroundTruthError(f"{path} lacks {key!r}; is it a revisitop ground-truth file?")
     gnd: List[Dict] = []
     raw = cfg["gnd"]
-    for g in ([raw] if isinstance(raw, dict) else list(raw)):
-        entry = {k: _ids(g.get(k), offset) for k in ("easy", "hard", "junk")}
-        bbx = g.get("bbx")
-        entry["bbx"] = None if bbx is None or len(np.atleast_1d(bbx)) != 4 else tuple(float(v) for v in np.ravel(bbx))
-        gnd.append(entry)
+    try:
+        for g in ([raw] if isinstance(raw, dict) else list(raw)):
+            entry = {k: _ids(g.get(k), offset) for k in ("easy", "hard", "junk")}
+            bbx = g.get("bbx")
+            entry["bbx"] = (None if bbx is None or len(np.atleast_1d(bbx)) != 4
+                            else tuple(float(v) for v in np.ravel(bbx)))
+            gnd.append(entry)
+    except (AttributeError, TypeError, ValueError) as exc:
+        raise GroundTruthError(f"{path}: malformed 'gnd' entry {len(gnd)} ({type(exc).__name__}: {exc})") from exc
     names = lambda xs: [str(x) for x in np.atleast_1d(xs)]  # noqa: E731
     return {"imlist": names(cfg["imlist"]), "qimlist": names(cfg["qimlist"]), "gnd": gnd}
 

@@ -4,7 +4,9 @@
 
 where m_q is the number of index images relevant to q, P(i) the precision over the first i
 results and rel(i) = 1 when the i-th result is relevant. A result listed twice counts once.
-Queries with m_q = 0 have no value (NaN) and are left out of the mean.
+As in the Kaggle metric, m_q counts every relevant id of the solution, including ids that are
+not in the index (``unreachable``): they can never be retrieved and lower the AP. Queries with
+m_q = 0 have no value (NaN) and are left out of the mean.
 """
 from __future__ import annotations
 
@@ -15,10 +17,12 @@ import numpy as np
 from .map_at_r import nan_mean
 
 
-def average_precision_at_k(ranking: Sequence[int], relevant: Sequence[int], k: int = 100) -> float:
-    """AP@k of one ranked list of gallery indices against the set of relevant indices."""
+def average_precision_at_k(ranking: Sequence[int], relevant: Sequence[int], k: int = 100,
+                           unreachable: int = 0) -> float:
+    """AP@k of one ranked list of gallery indices against the set of relevant indices, plus
+    ``unreachable`` relevant items that are not in the gallery (they count in m_q only)."""
     relevant = set(int(x) for x in relevant)
-    if not relevant:
+    if not relevant and unreachable <= 0:
         return float("nan")
     seen, hits, total = set(), 0, 0.0
     for i, idx in enumerate(list(ranking)[:k], start=1):
@@ -27,7 +31,7 @@ def average_precision_at_k(ranking: Sequence[int], relevant: Sequence[int], k: i
             hits += 1
             total += hits / i
         seen.add(idx)
-    return total / min(len(relevant), k)
+    return total / min(len(relevant) + max(int(unreachable), 0), k)
 
 
 def map_at_k(ranking: np.ndarray, relevant: Sequence[Sequence[int]], k: int = 100) -> float:

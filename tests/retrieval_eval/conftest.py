@@ -29,23 +29,6 @@ def tie_data():
 
 
 @pytest.fixture(scope="session")
-def tiny_export(tmp_path_factory):
-    """A random ViT-Tiny/8@32 written with ``unicom.export.save_export`` (what the trainer exports)."""
-    import torch
-
-    from unicom.export import save_export
-    from unicom.models.vit import build_vit
-    from unicom.transforms import CLIP_MEAN, CLIP_STD
-
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        model = build_vit("ViT-Tiny/8@32")
-    out = tmp_path_factory.mktemp("tiny_export")
-    save_export(model, out, image_size=32, mean=CLIP_MEAN, std=CLIP_STD, embed_dim=model.embed_dim)
-    return out
-
-
-@pytest.fixture(scope="session")
 def tiny_encoder():
     """(model, transform) of a random ViT-Tiny/8@32 in eval mode."""
     import torch

@@ -33,13 +33,16 @@ def recall(order: List[List[int]], ql, gl, k: int) -> float:
     return hits / len(order)
 
 
-def map_at_r(order, ql, gl, self_excluded: bool, max_r: Optional[int] = None):
+def ap_rp_per_query(order, ql, gl, self_excluded: bool, max_r: Optional[int] = None):
+    """(AP@R, R-precision) per query, NaN where R = 0."""
     aps, rps = [], []
     for i, row in enumerate(order):
         r = sum(1 for lab in gl if lab == ql[i]) - (1 if self_excluded else 0)
         if max_r is not None:
             r = min(r, max_r)
         if r <= 0:
+            aps.append(np.nan)
+            rps.append(np.nan)
             continue
         found, ap = 0, 0.0
         for pos in range(r):
@@ -48,7 +51,12 @@ def map_at_r(order, ql, gl, self_excluded: bool, max_r: Optional[int] = None):
                 ap += found / (pos + 1)
         aps.append(ap / r)
         rps.append(found / r)
-    return float(np.mean(aps)), float(np.mean(rps))
+    return np.array(aps), np.array(rps)
+
+
+def map_at_r(order, ql, gl, self_excluded: bool, max_r: Optional[int] = None):
+    aps, rps = ap_rp_per_query(order, ql, gl, self_excluded, max_r)
+    return float(np.nanmean(aps)), float(np.nanmean(rps))
 
 
 def labelled_metrics(queries, ql, gallery=None, gl=None, ks: Sequence[int] = (1, 2, 4, 8), max_r=None) -> Dict:

@@ -26,7 +26,7 @@ def test_digits_with_an_exported_model(tiny_export, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "R@1" in printed and "MAP@R" in printed
     res = _read(out)
-    assert res["benchmark"] == "digits" and res["encoder"]["kind"] == "unicom"
+    assert res["benchmark"] == "digits" and res["encoder"]["kind"] == "export"
     assert res["encoder"]["embed_dim"] == 32
     assert res["sizes"]["queries"] == 1797 and res["sizes"]["all_vs_all"] and res["sizes"]["classes"] == 10
     assert res["skipped"]["total"] == 0
@@ -43,8 +43,8 @@ def test_digits_with_an_exported_model(tiny_export, tmp_path, capsys):
 def test_sample_with_open_clip_random_init(sample_set, tmp_path):
     root, manifest = sample_set
     out = tmp_path / "sample.json"
-    rc = main(["--benchmark", "sample", "--data-root", str(root), "--open-clip", "TinyCLIP-demo",
-               "--pretrained", "none", "--output", str(out), "--k", "1,2", "5", *FAST])
+    rc = main(["--benchmark", "sample", "--data-root", str(root), "--clip-model", "TinyCLIP-demo",
+               "--clip-pretrained", "none", "--output", str(out), "--recall-at", "1,2", "5", *FAST])
     assert rc == 0
     res = _read(out)
     assert res["encoder"]["kind"] == "open_clip"
@@ -93,8 +93,8 @@ def test_missing_dataset_is_a_clear_error(tmp_path, capsys):
 
 @pytest.mark.parametrize("argv", [
     ["--benchmark", "digits"],                                         # no encoder
-    ["--benchmark", "digits", "--model", "x", "--open-clip", "y"],     # two encoders
-    ["--benchmark", "digits", "--open-clip", "TinyCLIP-demo"],         # no --pretrained
+    ["--benchmark", "digits", "--model", "x", "--clip-model", "y"],    # two encoders
+    ["--benchmark", "digits", "--clip-model", "TinyCLIP-demo"],        # no --clip-pretrained
     ["--model", "x"],                                                  # no benchmark
 ])
 def test_argument_errors(argv, capsys):
@@ -109,3 +109,18 @@ def test_no_readable_image_is_a_clear_error(tmp_path, tiny_export, capsys):
     rc = main(["--benchmark", "image_folder", "--data-root", str(tmp_path), "--model", str(tiny_export), *FAST])
     assert rc == 1
     assert "none of the 2 images could be read" in capsys.readouterr().err
+
+
+def test_output_folder_holds_results_per_class_and_a_page_sized_labelled_picture(sample_set, tiny_export, tmp_path):
+    root, _ = sample_set
+    out = tmp_path / "run"
+    assert main(["--benchmark", "sample", "--data-root", str(root), "--model", str(tiny_export), "--output", str(out),
+                 "--visualize", "8", "--visualize-k", "8", *FAST]) == 0
+    res = _read(out / "results.json")
+    assert res["visualization"] == str(out / "retrieval.png") and res["per_class"] == str(out / "per_class.json")
+    classes = _read(out / "per_class.json")["classes"]
+    assert sum(c["queries"] for c in classes) == res["sizes"]["queries"] and all("name" in c for c in classes)
+    size = (out / "retrieval.png").stat().st_size
+    assert size < 400_000, size
+    with Image.open(out / "retrieval.png") as im:
+        assert im.width >= 9 * 104 and im.height >= 8 * 104  # 8 rows of query + 8 results, tiles readable

@@ -69,5 +69,8 @@ def test_refused_pickle_is_refused_by_the_revisitop_loader(tmp_path):
     d = tmp_path / "roxford5k"
     d.mkdir()
     (d / "gnd_roxford5k.pkl").write_bytes(pickle.dumps({"imlist": [], "qimlist": [], "gnd": [CallsSystem()]}))
-    with pytest.raises(UnsafePickleError):
+    from retrieval_eval.benchmarks.revisitop import GroundTruthError
+
+    with pytest.raises(GroundTruthError, match="gnd_roxford5k.pkl: refused") as info:
         load_benchmark("roxford5k", tmp_path)
+    assert isinstance(info.value.__cause__, UnsafePickleError)

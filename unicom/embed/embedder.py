@@ -1,65 +1,37 @@
 """Embed images with an encoder into the features format, batched, with AMP on CUDA.
 
-``embed_to_features`` is what ``unicom-embed`` runs; ``encode_batch`` and ``embed_images``
-are the building blocks that search uses for its queries.
+``embed_to_features`` is what ``unicom-embed`` runs. ``encode_batch`` and ``embed_images``
+live in ``unicom.inference`` (shared with unicom-eval and search) and are re-exported here.
 """
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Union
+from typing import Dict, List, Optional, Union
 
 import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from ..device import autocast_dtype
+from ..inference import embed_images, encode_batch  # noqa: F401  (re-exported)
+from ..precision import DEFAULT_PRECISION, PRECISIONS
 from ..pretrained.load import LoadedEncoder, load_encoder
 from ..shards import shard_name
 from ..wds_reader import SkipCounter
 from .dataset import (DEFAULT_NAME, FileCollate, ImageFileDataset, ImageFiles, ShardBatches, default_workers,
-                      identity, load_image, resolve_input)
+                      identity, resolve_input)
 from ..formats import features as ff
 
-PRECISIONS = ("fp16", "bf16", "fp32")
 log = logging.getLogger(__name__)
 
 
 def _device_of(model: nn.Module) -> torch.device:
     p = next(model.parameters(), None)
     return p.device if p is not None else torch.device("cpu")
-
-
-@torch.inference_mode()
-def encode_batch(model: nn.Module, images: torch.Tensor, precision: str = "fp16") -> np.ndarray:
-    """Embed a batch of transformed images: float32 [B, D], L2-normalised. On CUDA the forward
-    runs under autocast (``precision``); on the CPU it is fp32."""
-    device = _device_of(model)
-    dtype = autocast_dtype(device, precision)
-    ctx = torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
-    with ctx:
-        out = model(images.to(device, non_blocking=True))
-    return F.normalize(out.float(), dim=1).cpu().numpy()
-
-
-def embed_images(model: nn.Module, transform: Callable, images: Sequence[Union[str, os.PathLike, "object"]],
-                 batch_size: int = 64, precision: str = "fp16") -> np.ndarray:
-    """Embed image paths or PIL images: float32 [n, D], L2-normalised, in order."""
-    out: List[np.ndarray] = []
-    for start in range(0, len(images), batch_size):
-        chunk = images[start:start + batch_size]
-        tensors = [transform(load_image(im) if isinstance(im, (str, os.PathLike)) else im.convert("RGB"))
-                   for im in chunk]
-        out.append(encode_batch(model, torch.stack(tensors), precision))
-    if not out:
-        raise ValueError("no images to embed")
-    return np.concatenate(out)
 
 
 @dataclass
@@ -77,7 +49,8 @@ class EmbedResult:
 
 def embed_to_features(model: Union[str, os.PathLike, LoadedEncoder], input_spec: str, out: Union[str, os.PathLike],
                       input_type: str = "auto", batch_size: int = 64, workers: Optional[int] = None,
-                      device: Optional[str] = None, precision: str = "fp16", image_size: Optional[int] = None,
+                      device: Optional[str] = None, precision: str = DEFAULT_PRECISION,
+                      image_size: Optional[int] = None,
                       heads: Optional[int] = None, name: str = DEFAULT_NAME, overwrite: bool = False,
                       progress: bool = True) -> EmbedResult:
     """Embed ``input_spec`` (folder, list file or shards) into ``out/features/``.
@@ -184,7 +157,7 @@ def _embed_files(enc: LoadedEncoder, files: ImageFiles, fdir: Path, batch_size: 
             skips.update(batch.skips)
             mine.update(batch.skips)
             if batch.images is not None:
-                feats.append(encode_batch(enc.model, batch.images, precision))
+                feats.append(encode_batch(enc, batch.images, precision))
                 keys.extend(files.keys[i] for i in batch.indices)
             bar.update(len(batch.indices) + len(batch.skips))
     _write(fdir, files.name, feats, keys, enc.embed_dim, mine, stamp)
@@ -206,7 +179,7 @@ def _embed_shards(enc: LoadedEncoder, shards: List[str], fdir: Path, batch_size:
             feats, keys, mine = pending.setdefault(batch.shard, ([], [], SkipCounter()))
             mine.update(batch.skips)
             if batch.images is not None:
-                feats.append(encode_batch(enc.model, batch.images, precision))
+                feats.append(encode_batch(enc, batch.images, precision))
                 keys.extend(batch.keys)
             bar.update(len(batch.keys) + len(batch.skips))
             if batch.last:

@@ -12,7 +12,8 @@ from typing import List, Optional, Sequence, Union
 
 import numpy as np
 
-from .embedder import embed_images
+from ..inference import embed_images
+from ..precision import DEFAULT_PRECISION
 from .index import IndexDir, set_search_params
 from .render import render_results
 
@@ -40,7 +41,8 @@ class Searcher:
     """
 
     def __init__(self, index_dir, model=None, device: Optional[str] = None, nprobe: Optional[int] = None,
-                 ef_search: Optional[int] = None, batch_size: int = 64, precision: str = "fp16", progress: bool = True):
+                 ef_search: Optional[int] = None, batch_size: int = 64, precision: str = DEFAULT_PRECISION,
+                 progress: bool = True):
         self.index = IndexDir(index_dir)
         set_search_params(self.index.index, self.index.kind, nprobe, ef_search)
         self._model_spec = model
@@ -73,7 +75,11 @@ class Searcher:
     def embed(self, images: Sequence[Union[str, os.PathLike, "object"]]) -> np.ndarray:
         """Embed image paths or PIL images (float32 [n, D], normalised)."""
         enc = self.encoder
-        return embed_images(enc.model, enc.transform, list(images), self.batch_size, self.precision)
+        res = embed_images(enc, list(images), batch_size=self.batch_size, precision=self.precision, normalize=True)
+        if res.skipped:
+            row, reason = next(iter(res.skipped.items()))
+            raise ValueError(f"cannot embed the query image {images[row]} ({reason})")
+        return res.embeddings
 
     def search_vectors(self, queries: np.ndarray, k: int = 5) -> List[List[Hit]]:
         """Top-k hits for each row of ``queries`` [m, D] (normalised)."""

@@ -63,6 +63,18 @@ class LoadedEncoder:
     source: str          # the name or path given
     weights: str         # the file the weights came from
     extra: Dict[str, Any] = field(default_factory=dict)
+    # How images become embeddings when it is not ``model(x)`` (open_clip: ``encode_image``).
+    encode: Optional[Callable[[torch.Tensor], torch.Tensor]] = None
+
+    @property
+    def device(self) -> torch.device:
+        """The device of the model's parameters (the CPU for a parameterless model)."""
+        p = next(self.model.parameters(), None)
+        return p.device if p is not None else torch.device("cpu")
+
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        """Transformed images [B, 3, S, S] → unnormalised embeddings [B, embed_dim]."""
+        return (self.encode or self.model)(images)
 
     def describe(self) -> Dict[str, Any]:
         """A JSON-able record (for meta.json files)."""
