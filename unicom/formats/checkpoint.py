@@ -202,10 +202,10 @@ def load_tensors_pt(path: Path, map_location=None) -> Any:
     try:
         return torch.load(str(path), map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exn:
-        what = next((line.strip() for line in str(exn).splitlines() if "GLOBAL" in line or "Unsupported" in line),
-                    str(exn).splitlines()[0] if str(exn) else "a Python object")
+        found = re.search(r"GLOBAL ([\w.]+)", str(exn))
+        what = f"the object {found.group(1)}" if found else "a Python object other than tensors and numbers"
         raise RefusedPickleError(
-            f"{path} holds Python objects that are not loaded for safety ({what}). If you trust the file, "
+            f"{path} holds {what}, which is not unpickled for safety. If you trust the file, "
             "convert it in a session of its own: load it, keep only tensors, numbers and strings (e.g. "
             "obj.state_dict()), and torch.save that, or save the tensors with safetensors") from None
 

@@ -116,12 +116,13 @@ def list_steps(run_dir) -> List[int]:
 def save_checkpoint(run_dir, step: int, ctx: DistContext, model: nn.Module, head: nn.Module,
                     opt_backbone: torch.optim.Optimizer, opt_head: torch.optim.Optimizer,
                     shared_state: Dict[str, Any], rank_state: Dict[str, Any], encoder: Dict[str, Any],
-                    keep: int = 0) -> Path:
+                    keep: int = 0, protect: Optional[int] = None) -> Path:
     """Write ``checkpoints/step_N`` from every rank, then point ``latest`` at it.
 
     ``model`` is the plain (unwrapped) backbone. ``shared_state`` goes into state.json as is
     (rank 0's view); ``rank_state`` (RNG states, data cursors, …) is gathered from all ranks into
-    ``state.json["ranks"]``. ``keep`` > 0 prunes all but the newest ``keep`` step dirs.
+    ``state.json["ranks"]``. ``keep`` > 0 prunes all but the newest ``keep`` step dirs, never
+    the step ``protect`` (the newest checkpoint known to be healthy).
     """
     from ..losses import save_centre_shard
 
@@ -143,7 +144,7 @@ def save_checkpoint(run_dir, step: int, ctx: DistContext, model: nn.Module, head
         layout.write_latest(run_dir, d)
         if keep and keep > 0:
             for old in list_steps(run_dir)[:-keep]:
-                if old != step:
+                if old not in (step, protect):
                     shutil.rmtree(layout.step_dir(run_dir, old), ignore_errors=True)
     barrier()
     return d

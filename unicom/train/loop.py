@@ -168,15 +168,6 @@ def _weights_finite(parts: RunParts) -> bool:
     return all_finite(tensors, parts.device)
 
 
-def _non_finite_error(parts: RunParts, state: RunState, why: str) -> NonFiniteLossError:
-    last = layout.find_latest(parts.out)
-    return NonFiniteLossError(
-        f"training stopped at step {state.step}: {why}. The last finite checkpoint is "
-        f"{last if last else 'none (no checkpoint was written yet)'}; resume from it with --resume and a lower "
-        "optim.lr, a longer warm-up (schedule.warmup_epochs), gradient clipping (optim.clip_grad_norm=1.0) or "
-        "train.precision=bf16/fp32.")
-
-
 @dataclass
 class _Session:
     """The mutable state of one session's loop."""
@@ -188,6 +179,10 @@ class _Session:
     encoder: Dict[str, Any]
     hooks: RunHooks
     loss_hook: Optional[LossHook] = None
+    # A checkpoint is *confirmed* once a later step had a finite loss: weights can be finite
+    # and still useless (an LR of 1e30 makes them huge; the next forward is NaN).
+    confirmed: Optional[int] = None   # the newest confirmed checkpoint step (the resumed one counts)
+    pending: Optional[int] = None     # a newer checkpoint not confirmed yet
 
     @property
     def state(self) -> RunState:
@@ -196,6 +191,23 @@ class _Session:
     @property
     def position(self) -> DataPosition:
         return self.start.position
+
+
+def _non_finite_error(s: _Session, why: str) -> NonFiniteLossError:
+    """The abort error, naming the newest checkpoint after which the loss was still finite;
+    ``checkpoints/latest`` is pointed back at it when a newer, unconfirmed one exists."""
+    last = layout.step_dir(s.parts.out, s.confirmed) if s.confirmed is not None else None
+    if s.pending is not None and s.parts.ctx.is_main:
+        if last is not None:
+            layout.write_latest(s.parts.out, last)
+        else:  # nothing confirmed: --resume starts afresh
+            (layout.checkpoint_root(s.parts.out) / layout.LATEST_FILE).unlink(missing_ok=True)
+    where = (f"The last finite checkpoint is {last} (checkpoints/latest names it); resume from it with --resume "
+             "and" if last else "No checkpoint was taken before the run diverged; start again (--resume starts "
+             "from scratch) with")
+    return NonFiniteLossError(
+        f"training stopped at step {s.state.step}: {why}. {where} a lower optim.lr, a longer warm-up "
+        "(schedule.warmup_epochs), gradient clipping (optim.clip_grad_norm=1.0) or train.precision=bf16/fp32.")
 
 
 def _checkpoint_state(s: _Session) -> Tuple[Dict[str, Any], Dict[str, Any]]:
@@ -223,12 +235,13 @@ def _checkpoint_state(s: _Session) -> Tuple[Dict[str, Any], Dict[str, Any]]:
 def _save(s: _Session) -> Path:
     """Write a checkpoint of the current step; refuse (abort) when the weights are not finite."""
     if not _weights_finite(s.parts):
-        raise _non_finite_error(s.parts, s.state, "the weights or optimizer state are no longer finite, so no "
-                                "checkpoint was written")
+        raise _non_finite_error(s, "the weights or optimizer state are no longer finite, so no checkpoint was "
+                                "written")
     shared, rank_state = _checkpoint_state(s)
     path = ckpt.save_checkpoint(s.parts.out, s.state.step, s.parts.ctx, unwrap(s.parts.model), s.parts.head,
                                 s.parts.opt_backbone, s.parts.opt_head, shared, rank_state, s.encoder,
-                                keep=s.parts.cfg.train.keep_checkpoints)
+                                keep=s.parts.cfg.train.keep_checkpoints, protect=s.confirmed)
+    s.pending = s.state.step
     s.hooks.on_checkpoint(s.parts, s.state, path)
     return path
 
@@ -267,13 +280,15 @@ def _count_step(s: _Session, result) -> None:
         state.overflow_steps += 1
     else:
         state.consecutive_nonfinite = 0
+        if s.pending is not None:
+            s.confirmed, s.pending = s.pending, None
     state.step += 1
     state.samples += s.parts.global_batch
     state.last_loss = result.loss
     if state.first_loss is None and math.isfinite(result.loss):
         state.first_loss = result.loss
     if state.consecutive_nonfinite >= cfg.train.max_nonfinite:
-        raise _non_finite_error(s.parts, state, f"the loss or gradients were not finite for "
+        raise _non_finite_error(s, f"the loss or gradients were not finite for "
                                 f"{state.consecutive_nonfinite} steps in a row (train.max_nonfinite="
                                 f"{cfg.train.max_nonfinite})")
 
@@ -380,7 +395,8 @@ def _start_session(parts: RunParts, start: Start, hooks: RunHooks, loss_hook: Op
                  f"epochs of {parts.samples_per_epoch} samples)")
     parts.model.train()
     parts.head.train()
-    return _Session(parts, start, iter(loader), logger, encoder, hooks, loss_hook)
+    resumed = layout.step_of(start.checkpoint) if start.checkpoint is not None else None
+    return _Session(parts, start, iter(loader), logger, encoder, hooks, loss_hook, confirmed=resumed)
 
 
 def train(cfg: Config, data: str, labels: str, output: str, resume: bool = False,
