@@ -32,7 +32,7 @@ def build_from_arch(arch: Dict[str, Any]) -> nn.Module:
     """Build an untrained encoder from an ``arch`` record of an export's config.json."""
     kind = arch.get("type")
     if kind == "unicom_vit":
-        from ..models.vit import ViTConfig, UnicomViT
+        from ..models.vit import UnicomViT, ViTConfig
 
         return UnicomViT(ViTConfig(**arch["config"]))
     if kind == "open_clip_tower":

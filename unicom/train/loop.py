@@ -35,21 +35,20 @@ from typing import Any, Dict, Optional, Tuple
 
 import torch
 
-from ..atomic_io import write_json, write_text
+from ..atomic_io import write_json
 from ..distributed import DistContext, all_gather_object, barrier, init_distributed
 from ..formats import checkpoint as layout
 from ..run_lock import lock_output_dir
-from ..shards import expand_shards, unique_names
 from ..wds_reader import SkipCounter
 from . import checkpoint as ckpt
-from .config import Config, diff_configs
-from .data import DataPosition, LabelIndex, SeededAugment, ShardPlan, make_loader
-from .inputs import check_resume_inputs, clustered_inputs, validate_labels, write_fingerprint
+from .config import Config
+from .data import DataPosition, SeededAugment, ShardPlan, make_loader
 from .meter import WindowMeter
 from .model import unwrap
 from .resume import RunState, Start, fresh_start, resume_candidates, resume_start
 from .run_log import RunLogger, plot_loss
-from .setup import RunParts, build_head, build_model, configure_runtime, planned_samples, samples_per_epoch
+from .setup import (RunParts, build_head, build_model, configure_runtime, on_main, planned_samples, prepare_inputs,
+                    record_run, samples_per_epoch)
 from .step import LossHook, StepTimes, all_finite, forward_backward, train_step
 
 log = logging.getLogger(__name__)
@@ -86,57 +85,6 @@ class RunHooks:
 # --------------------------------------------------------------------------------------------
 # Before the first step
 # --------------------------------------------------------------------------------------------
-def _on_main(ctx: DistContext, fn, *args) -> Any:
-    """Run ``fn(*args)`` on the main rank only. When it raises, the main rank re-raises its error
-    and every other rank raises a ValueError with the same message (nobody waits forever)."""
-    error, result = None, None
-    if ctx.is_main:
-        try:
-            result = fn(*args)
-        except Exception as exn:  # noqa: BLE001 (re-raised below, on every rank)
-            error = exn
-    message = all_gather_object(None if error is None else str(error))[0]
-    if error is not None:
-        raise error
-    if message is not None:
-        raise ValueError(message)
-    return result
-
-
-def _prepare_inputs(cfg: Config, data: str, labels: str, ctx: DistContext):
-    """The shard list and the label index, with every label file validated (main rank)."""
-    shards = expand_shards(data)
-    unique_names(shards)
-    label_index = LabelIndex(labels, cfg.data.features_dir)
-    unlabelled = label_index.check_shards(shards)
-    if unlabelled and ctx.is_main:
-        log.warning("%d of %d shards have no labels (their samples count as no_label), e.g. %s",
-                    len(unlabelled), len(shards), unlabelled[0])
-    _on_main(ctx, validate_labels, label_index, shards)
-    return shards, label_index
-
-
-def _record_run(cfg: Config, out: Path, resume: bool, has_run: bool, shards, label_index,
-                allow_changed: bool) -> None:
-    """Main rank: compare the inputs and config against the run's saved ones, then write both."""
-    inputs = clustered_inputs(shards, label_index)
-    if resume and not has_run:
-        log.info("--resume: no checkpoint in %s yet; starting from scratch", layout.checkpoint_root(out))
-    if has_run:
-        check_resume_inputs(out, inputs, allow_changed)
-        old_cfg = out / layout.CONFIG_FILE
-        if old_cfg.is_file():
-            import yaml
-
-            changed = diff_configs(yaml.safe_load(old_cfg.read_text()) or {}, cfg.to_dict())
-            if changed:
-                log.warning("resuming with a config that differs from the run's saved config.yaml: %s",
-                            "; ".join(changed))
-    else:
-        write_fingerprint(out, inputs)
-    write_text(out / layout.CONFIG_FILE, cfg.to_yaml())
-
-
 def _setup(cfg: Config, data: str, labels: str, out: Path, resume: bool, allow_changed: bool,
            ctx: DistContext) -> Tuple[RunParts, Start]:
     """Build everything and choose where the session starts."""
@@ -145,8 +93,8 @@ def _setup(cfg: Config, data: str, labels: str, out: Path, resume: bool, allow_c
     if has_run and not resume:
         raise RunExistsError(f"{out} already holds a training run (checkpoints/latest exists); pass --resume "
                              "to continue it, or choose another --output")
-    shards, label_index = _prepare_inputs(cfg, data, labels, ctx)
-    _on_main(ctx, _record_run, cfg, out, resume, has_run, shards, label_index, allow_changed)
+    shards, label_index = prepare_inputs(cfg, data, labels, ctx)
+    on_main(ctx, record_run, cfg, out, resume, has_run, shards, label_index, allow_changed)
     built = build_model(cfg, ctx, label_index.num_classes)
     global_batch = cfg.data.batch_size * cfg.train.accum_steps * ctx.world_size
     parts = RunParts(cfg=cfg, ctx=ctx, out=out, shards=shards, label_index=label_index,
@@ -318,13 +266,13 @@ def _run_steps(s: _Session, total_steps: int) -> Tuple[bool, int]:
             s.logger.write(f"stopping after {session_steps} steps (train.stop_after_steps); no final checkpoint")
             return False, session_steps
         t0 = time.perf_counter()
+        epoch_before = state.samples // parts.samples_per_epoch
         micro = _next_micro_batches(s)
         t_data = time.perf_counter() - t0
         s.start.schedule.apply((parts.opt_backbone, parts.opt_head), state.samples + parts.global_batch)
         result = train_step(parts.model, parts.backbone, parts.head, parts.opt_backbone, parts.opt_head,
                             parts.scaler, micro, parts.device, cfg.train.precision, cfg.optim.clip_grad_norm,
                             state.step, timing=cfg.train.timing, loss_hook=s.loss_hook)
-        epoch_before = (state.samples) // parts.samples_per_epoch
         _count_step(s, result)
         session_steps += 1
         meter.update(result.loss, t_data, result.times.head_s, result.times.backbone_s)
@@ -332,12 +280,11 @@ def _run_steps(s: _Session, total_steps: int) -> Tuple[bool, int]:
                           "img/s": f"{parts.global_batch / max(time.perf_counter() - t0, 1e-9):.0f}"})
         if state.step % log_every == 0 or state.step == total_steps:
             _log_row(s, meter, result, with_head_share)
+        if state.samples // parts.samples_per_epoch > epoch_before:  # before the checkpoint, as open_clip evaluates
+            s.hooks.on_epoch_end(parts, state, state.samples // parts.samples_per_epoch)
         if ckpt_every and state.step % ckpt_every == 0 and state.step < total_steps:
             _save(s)
             last_saved = state.step
-        epoch_after = state.samples // parts.samples_per_epoch
-        if epoch_after > epoch_before:
-            s.hooks.on_epoch_end(parts, state, epoch_after)
     if last_saved != state.step:
         _save(s)
     return True, session_steps

@@ -7,15 +7,19 @@ import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Tuple
+from typing import Any, List, Tuple
 
 import torch
 import torch.nn as nn
 
+from ..atomic_io import write_text
 from ..device import seed_everything
-from ..distributed import DistContext
-from .config import Config, feature_sample_dim
+from ..distributed import DistContext, all_gather_object
+from ..formats import checkpoint as layout
+from ..shards import expand_shards, unique_names
+from .config import Config, diff_configs, feature_sample_dim
 from .data import LabelIndex
+from .inputs import check_resume_inputs, clustered_inputs, validate_labels, write_fingerprint
 from .model import build_backbone, model_embed_dim, model_image_size, model_norm
 from .optim import build_backbone_optimizer, build_head_optimizer, set_initial_lrs
 from .precision import LossScaler
@@ -138,3 +142,58 @@ def build_schedule(cfg: Config, samples_per_epoch: int, plan_batch: int) -> LRSc
         warmup = int(round(s.warmup_epochs * samples_per_epoch))
     return LRSchedule(s.name, planned_samples(cfg, samples_per_epoch, plan_batch), warmup, s.min_lr_ratio,
                       s.pct_start, s.div_factor, s.final_div_factor)
+
+
+# --------------------------------------------------------------------------------------------
+# Inputs and the run folder's records
+# --------------------------------------------------------------------------------------------
+def on_main(ctx: DistContext, fn, *args) -> Any:
+    """Run ``fn(*args)`` on the main rank only. When it raises, the main rank re-raises its error
+    and every other rank raises a ValueError with the same message (nobody waits forever)."""
+    error, result = None, None
+    if ctx.is_main:
+        try:
+            result = fn(*args)
+        except Exception as exn:  # noqa: BLE001 (re-raised below, on every rank)
+            error = exn
+    message = all_gather_object(None if error is None else str(error))[0]
+    if error is not None:
+        raise error
+    if message is not None:
+        raise ValueError(message)
+    return result
+
+
+def prepare_inputs(cfg: Config, data: str, labels: str, ctx: DistContext):
+    """The shard list and the label index, with every label file validated (main rank; every
+    rank raises the same one-line error)."""
+    shards = expand_shards(data)
+    unique_names(shards)
+    label_index = LabelIndex(labels, cfg.data.features_dir)
+    unlabelled = label_index.check_shards(shards)
+    if unlabelled and ctx.is_main:
+        log.warning("%d of %d shards have no labels (their samples count as no_label), e.g. %s",
+                    len(unlabelled), len(shards), unlabelled[0])
+    on_main(ctx, validate_labels, label_index, shards)
+    return shards, label_index
+
+
+def record_run(cfg: Config, out: Path, resume: bool, has_run: bool, shards, label_index,
+                allow_changed: bool) -> None:
+    """Main rank: compare the inputs and config against the run's saved ones, then write both."""
+    inputs = clustered_inputs(shards, label_index)
+    if resume and not has_run:
+        log.info("--resume: no checkpoint in %s yet; starting from scratch", layout.checkpoint_root(out))
+    if has_run:
+        check_resume_inputs(out, inputs, allow_changed)
+        old_cfg = out / layout.CONFIG_FILE
+        if old_cfg.is_file():
+            import yaml
+
+            changed = diff_configs(yaml.safe_load(old_cfg.read_text()) or {}, cfg.to_dict())
+            if changed:
+                log.warning("resuming with a config that differs from the run's saved config.yaml: %s",
+                            "; ".join(changed))
+    else:
+        write_fingerprint(out, inputs)
+    write_text(out / layout.CONFIG_FILE, cfg.to_yaml())
