@@ -135,5 +135,6 @@ def train_step(model: nn.Module, backbone: nn.Module, head: nn.Module, opt_backb
 
 def all_finite(tensors, device: torch.device) -> bool:
     """True when every floating-point tensor in ``tensors`` is finite on every rank."""
-    ok = all(bool(torch.isfinite(t).all()) for t in tensors if t.is_floating_point())
+    checks = [torch.isfinite(t).all() for t in tensors if t.is_floating_point()]
+    ok = bool(torch.stack(checks).all()) if checks else True  # one device sync, not one per tensor
     return not agree_any([not ok], device)[0]
