@@ -64,6 +64,10 @@ def _setup_logging(level: str) -> None:
 
 
 def _print_summary(summary: Dict[str, Any]) -> None:
+    """The command's result: the skip counts and one line on where the run stands."""
+    from ..wds_reader import SkipCounter
+
+    print(SkipCounter(summary["skipped"]).report("skipped sample reads (all ranks)"), flush=True)
     if summary.get("finished"):
         print(f"done: step {summary['step']}, loss {summary['first_loss']} -> {summary['last_loss']}, "
               f"{summary['images_per_s']:.0f} images/s; encoder in {summary.get('export')}", flush=True)

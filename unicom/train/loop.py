@@ -290,13 +290,15 @@ def _run_steps(s: _Session, total_steps: int) -> Tuple[bool, int]:
     return True, session_steps
 
 
-def _summary(s: _Session, finished: bool, session_steps: int, total_steps: int, wall: float) -> Dict[str, Any]:
+def _summary(s: _Session, finished: bool, session_steps: int, total_steps: int, wall: float,
+             skips: SkipCounter) -> Dict[str, Any]:
+    """summary.json: where the run stands, its losses, skip counts (all ranks) and throughput."""
     parts, state = s.parts, s.state
     return {
         "finished": finished, "step": state.step, "total_steps": total_steps, "samples": state.samples,
         "epoch": state.samples / parts.samples_per_epoch, "first_loss": state.first_loss,
         "last_loss": state.last_loss, "nonfinite_steps": state.nonfinite_steps,
-        "overflow_steps": state.overflow_steps, "skipped": s.start.skips.as_dict(),
+        "overflow_steps": state.overflow_steps, "skipped": skips.as_dict(),
         "world_size": parts.ctx.world_size, "global_batch": parts.global_batch, "session_steps": session_steps,
         "session_wall_s": wall, "images_per_s": session_steps * parts.global_batch / max(wall, 1e-9),
         "resumed_exactly": s.start.exact, "num_classes": parts.num_classes, "run": str(parts.out),
@@ -371,12 +373,9 @@ def train(cfg: Config, data: str, labels: str, output: str, resume: bool = False
         finally:
             del session.data_iter
             session.logger.close()
-        wall = time.perf_counter() - t_start
-        skips = _total_skips(start.skips)
-        summary = _summary(session, finished, session_steps, total_steps, wall)
-        summary["skipped"] = skips.as_dict()
+        summary = _summary(session, finished, session_steps, total_steps, time.perf_counter() - t_start,
+                           _total_skips(start.skips))
         if finished and ctx.is_main:
             _finish(session, summary)
-            log.info("%s", skips.report("skipped sample reads (all ranks)"))
         barrier()
     return summary
