@@ -1,10 +1,11 @@
 """Image transforms shared by training, evaluation and embedding."""
 from __future__ import annotations
 
-from typing import Sequence, Tuple
+from typing import TYPE_CHECKING, Sequence, Tuple
 
-from PIL import Image
-from torchvision import transforms as T
+if TYPE_CHECKING:
+    from PIL import Image
+    from torchvision import transforms as T
 
 CLIP_MEAN: Tuple[float, float, float] = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD: Tuple[float, float, float] = (0.26862954, 0.26130258, 0.27577711)
@@ -18,6 +19,8 @@ def to_rgb(image: Image.Image) -> Image.Image:
 def eval_transform(image_size: int, mean: Sequence[float] = CLIP_MEAN, std: Sequence[float] = CLIP_STD) -> T.Compose:
     """The Unicom/CLIP eval transform: bicubic resize of the short side to ``image_size``,
     centre crop, RGB, to tensor [3, S, S] in [0, 1], then normalise with ``mean``/``std``."""
+    from torchvision import transforms as T  # here, not at the top: configs import the constants above
+
     return T.Compose([
         T.Resize(image_size, interpolation=T.InterpolationMode.BICUBIC),
         T.CenterCrop(image_size),
@@ -31,6 +34,8 @@ def train_transform(image_size: int, mean: Sequence[float] = CLIP_MEAN, std: Seq
                     scale: Tuple[float, float] = (0.08, 1.0), hflip: float = 0.5) -> T.Compose:
     """Training augmentation: random resized crop (bicubic, area ``scale``), horizontal flip
     with probability ``hflip``, RGB, to tensor, normalise."""
+    from torchvision import transforms as T
+
     ops = [to_rgb, T.RandomResizedCrop(image_size, scale=tuple(scale), interpolation=T.InterpolationMode.BICUBIC)]
     if hflip > 0:
         ops.append(T.RandomHorizontalFlip(hflip))

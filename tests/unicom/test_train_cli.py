@@ -9,7 +9,7 @@ import pytest
 
 from tests.unicom.test_train_support import TINY_OVERRIDES, toy_labels  # noqa: F401 (fixture)
 from unicom.train.cli import main
-from unicom.train.logging import read_log
+from unicom.train.run_log import read_log
 
 
 def test_bad_arguments_exit_2_with_a_message(toy_labels, tmp_path, capsys):

@@ -12,7 +12,7 @@ from safetensors import safe_open
 
 from tests.conftest import run_ranks
 from tests.unicom.test_train_support import TINY_OVERRIDES, tiny_config, toy_labels  # noqa: F401 (fixture)
-from unicom.train.logging import read_log
+from unicom.train.run_log import read_log
 from unicom.train.loop import train
 
 WORKER = textwrap.dedent("""

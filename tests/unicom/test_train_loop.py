@@ -8,7 +8,7 @@ from safetensors.torch import load_file
 
 from tests.unicom.test_train_support import tiny_config, toy_labels  # noqa: F401 (fixture)
 from unicom.train.loop import NonFiniteLossError, RunExistsError, build_head, forward_backward, train
-from unicom.train.logging import read_log
+from unicom.train.run_log import read_log
 
 
 def _train(cfg, toy, out, **kw):

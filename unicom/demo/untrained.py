@@ -5,7 +5,7 @@ from pathlib import Path
 
 import torch
 
-from ..export import build_from_arch, read_export_config, save_export
+from ..formats.export import build_from_arch, read_export_config, save_export
 
 
 def export_untrained(trained_export: Path, out: Path, seed: int = 0) -> Path:

@@ -7,14 +7,21 @@
 * :func:`save_centre_shard` / :func:`load_centre_shards`: per-rank centre checkpoints that load
   on any world size.
 """
-from .centre_checkpoint import load_centre_shards, read_shard_index, save_centre_shard, shard_filename
-from .margin import MARGIN_KINDS, MarginSpec, make_margin_spec, target_margin
-from .partial_fc import PartialFC, init_centres
-from .sampling import feature_subset, sample_class_centres, shard_range, uniform_subset
-from .sparse_optimizer import SparseCentreOptimizer
+import importlib
 
-__all__ = [
-    "PartialFC", "SparseCentreOptimizer", "save_centre_shard", "load_centre_shards", "read_shard_index",
-    "shard_filename", "MarginSpec", "make_margin_spec", "target_margin", "MARGIN_KINDS", "init_centres",
-    "feature_subset", "sample_class_centres", "shard_range", "uniform_subset",
-]
+_WHERE = {
+    "load_centre_shards": "centre_checkpoint", "read_shard_index": "centre_checkpoint",
+    "save_centre_shard": "centre_checkpoint", "shard_filename": "centre_checkpoint",
+    "MARGIN_KINDS": "margin", "MarginSpec": "margin", "make_margin_spec": "margin", "target_margin": "margin",
+    "PartialFC": "partial_fc", "init_centres": "partial_fc",
+    "feature_subset": "sampling", "sample_class_centres": "sampling", "shard_range": "sampling",
+    "uniform_subset": "sampling", "SparseCentreOptimizer": "sparse_optimizer",
+}
+__all__ = list(_WHERE)
+
+
+def __getattr__(name):
+    # Lazy (PEP 562): ``unicom.losses.defaults`` is imported by configs without pulling in torch.
+    if name in _WHERE:
+        return getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
+    raise AttributeError(f"module 'unicom.losses' has no attribute {name!r}")

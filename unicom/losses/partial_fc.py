@@ -33,6 +33,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from .defaults import DEFAULT_SAMPLE_RATE, check_rate
 from .distributed_softmax import MarginSoftmaxCrossEntropy, StepPlan
 from .gather import all_gather_rows, gather_rows, world
 from .margin import DEFAULT_SCALE, make_margin_spec
@@ -41,7 +42,6 @@ from .sampling import (STREAM_INIT, class_generator, derive_seed, feature_subset
 from .workspace import Workspace
 
 # Defaults (docs/partial_fc.md, "Defaults", says where each comes from).
-DEFAULT_SAMPLE_RATE = 0.1      # Partial FC / Unicom: 10% of the classes per step
 DEFAULT_INIT_STD = 0.01        # official PartialFC_V2: normal(0, 0.01)
 _INIT_BLOCK = 4096             # classes per initialisation block (world-size independent init)
 
@@ -121,8 +121,7 @@ class PartialFC(nn.Module):
         num_classes, embed_dim, subcenters = int(num_classes), int(embed_dim), int(subcenters)
         if embed_dim < 1:
             raise ValueError(f"embed_dim must be >= 1, got {embed_dim}")
-        if not (isinstance(sample_rate, (int, float)) and 0.0 < float(sample_rate) <= 1.0):
-            raise ValueError(f"sample_rate must lie in (0, 1], got {sample_rate}")
+        sample_rate = check_rate("sample_rate", sample_rate)
         if feature_sample_dim is not None:
             feature_sample_dim = int(feature_sample_dim)
             if feature_sample_dim > embed_dim:
@@ -146,7 +145,7 @@ class PartialFC(nn.Module):
             raise ValueError(f"num_classes={num_classes} must be at least the world size {self.world_size}")
 
         self.num_classes, self.embed_dim, self.subcenters = num_classes, embed_dim, subcenters
-        self.sample_rate = float(sample_rate)
+        self.sample_rate = sample_rate
         self.feature_sample_dim = None if feature_sample_dim in (None, embed_dim) else feature_sample_dim
         self.seed = int(seed)
         self.embedding_grad_scale = float(embedding_grad_scale)

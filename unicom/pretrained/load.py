@@ -7,19 +7,17 @@ What ``name_or_path`` may be (first match wins):
 2. a weights file: ``.pt``/``.pth``/``.bin`` (read with ``weights_only=True``) or
    ``.safetensors``. The ViT's architecture is inferred from the shapes (``arch.py``); a file
    lying in an export or checkpoint directory is loaded with that directory's config instead;
-3. an ``export/`` directory (``config.json`` + ``model.safetensors``, ``unicom.export``);
+3. an ``export/`` directory (``config.json`` + ``model.safetensors``, ``unicom.formats.export``);
 4. a training checkpoint: a step directory (``encoder.json`` + ``backbone.safetensors``),
-   the ``checkpoints/`` directory or the run directory; both follow ``checkpoints/latest``.
+   the ``checkpoints/`` directory or the run directory; both follow ``checkpoints/latest``
+   (``unicom.formats.checkpoint`` owns that layout).
 
 ``image_size`` other than the trained one resizes the position embedding and the head
 (``resize.py``); the transform then uses the new size.
 """
 from __future__ import annotations
 
-import json
 import os
-import re
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Tuple, Union
@@ -28,7 +26,8 @@ import torch
 import torch.nn as nn
 
 from ..device import resolve_device
-from ..export import CONFIG_FILE, EXPORT_FORMAT, MODEL_FILE, build_from_arch, read_export_config
+from ..formats import checkpoint as layout
+from ..formats.export import CONFIG_FILE, MODEL_FILE, build_from_arch, read_encoder_record, read_export_config
 from ..models.vit import UnicomViT, ViTConfig
 from ..transforms import CLIP_MEAN, CLIP_STD, eval_transform
 from .arch import infer_vit_config
@@ -38,13 +37,7 @@ from .resize import resize_vit_state
 from .state_dict import (StateDictMismatchError, check_finite_state, clean_state_dict, describe_mismatch, load_into,
                          read_state_dict)
 
-# Training checkpoint layout (DESIGN.md, "Training run"), written by unicom-train.
-STEP_CONFIG = "encoder.json"
-STEP_WEIGHTS = "backbone.safetensors"
-LATEST = "latest"
-CHECKPOINTS = "checkpoints"
 WEIGHT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors")
-_STEP = re.compile(r"^step_(\d+)$")
 
 PathOrName = Union[str, "os.PathLike[str]"]
 
@@ -135,8 +128,8 @@ def resolve_source(name_or_path: str, download_root=None, progress: bool = True)
         return "official", download_pretrained(name_or_path, root=download_root, progress=progress)
     p = Path(name_or_path).expanduser()
     if p.is_file():
-        for cfg_name, kind in ((CONFIG_FILE, "export"), (STEP_CONFIG, "checkpoint")):
-            if p.name in (MODEL_FILE, STEP_WEIGHTS) and (p.parent / cfg_name).is_file():
+        for cfg_name, kind in ((CONFIG_FILE, "export"), (layout.ENCODER_FILE, "checkpoint")):
+            if p.name in (MODEL_FILE, layout.BACKBONE_FILE) and (p.parent / cfg_name).is_file():
                 return kind, p.parent
         return "weights", p
     if p.is_dir():
@@ -159,51 +152,18 @@ def _looks_like_path(s: str) -> bool:
 def _classify_dir(d: Path) -> Tuple[str, Path]:
     if (d / CONFIG_FILE).is_file():
         return "export", d
-    if (d / STEP_CONFIG).is_file():
+    if (d / layout.ENCODER_FILE).is_file():
         return "checkpoint", d
-    if (d / LATEST).is_file() or _step_dirs(d):
-        return "checkpoint", latest_step_dir(d)
-    if (d / CHECKPOINTS).is_dir():
-        return "checkpoint", latest_step_dir(d / CHECKPOINTS)
-    if (d / "export" / CONFIG_FILE).is_file():
-        return "export", d / "export"
+    if layout.is_checkpoint_area(d):
+        return "checkpoint", layout.encoder_step_dir(d)
+    if (d / layout.CHECKPOINTS_DIR).is_dir():
+        return "checkpoint", layout.encoder_step_dir(d / layout.CHECKPOINTS_DIR)
+    if (d / layout.EXPORT_DIR / CONFIG_FILE).is_file():
+        return "export", d / layout.EXPORT_DIR
     raise ValueError(
         f"{d} is a directory but holds no encoder: expected an export directory ({CONFIG_FILE} + {MODEL_FILE}), a "
-        f"checkpoint step directory ({STEP_CONFIG} + {STEP_WEIGHTS}), a checkpoints directory (with '{LATEST}') or "
-        f"a run directory (with {CHECKPOINTS}/)")
-
-
-def _step_dirs(d: Path):
-    out = []
-    for c in d.iterdir() if d.is_dir() else []:
-        m = _STEP.match(c.name)
-        if m and c.is_dir():
-            out.append((int(m.group(1)), c))
-    return sorted(out)
-
-
-def latest_step_dir(checkpoints: Path) -> Path:
-    """The step directory that ``checkpoints/latest`` names; without that file, the highest
-    complete ``step_N`` (with a warning)."""
-    latest = checkpoints / LATEST
-    if latest.is_file():
-        text = latest.read_text().strip()
-        if not text:
-            raise ValueError(f"{latest} is empty; it should name the newest complete step directory")
-        name = Path(text.splitlines()[0].strip())
-        candidates = [name] if name.is_absolute() else [checkpoints / name, checkpoints.parent / name]
-        for c in candidates:
-            if (c / STEP_CONFIG).is_file() and (c / STEP_WEIGHTS).is_file():
-                return c
-        raise FileNotFoundError(f"{latest} names {text!r}, but {candidates[0]} holds no {STEP_CONFIG} + "
-                                f"{STEP_WEIGHTS} (an incomplete or deleted checkpoint)")
-    complete = [(n, c) for n, c in _step_dirs(checkpoints)
-                if (c / STEP_CONFIG).is_file() and (c / STEP_WEIGHTS).is_file()]
-    if not complete:
-        raise FileNotFoundError(f"{checkpoints} has no '{LATEST}' file and no complete step_N directory "
-                                f"({STEP_CONFIG} + {STEP_WEIGHTS})")
-    warnings.warn(f"{checkpoints} has no '{LATEST}' file; using the highest complete step, {complete[-1][1].name}")
-    return complete[-1][1]
+        f"checkpoint step directory ({' + '.join(layout.ENCODER_FILES)}), a checkpoints directory (with "
+        f"'{layout.LATEST_FILE}') or a run directory (with {layout.CHECKPOINTS_DIR}/)")
 
 
 def _read_dir_record(kind: str, d: Path) -> Tuple[Dict[str, Any], Path]:
@@ -211,14 +171,8 @@ def _read_dir_record(kind: str, d: Path) -> Tuple[Dict[str, Any], Path]:
         record = read_export_config(d)
         weights = d / MODEL_FILE
     else:
-        path = d / STEP_CONFIG
-        record = json.loads(path.read_text())
-        if record.get("format", EXPORT_FORMAT) != EXPORT_FORMAT:
-            raise ValueError(f"{path} is not a unicom encoder record (format={record.get('format')!r})")
-        for key in ("arch", "embed_dim", "image_size", "mean", "std"):
-            if key not in record:
-                raise ValueError(f"{path} lacks the key {key!r}")
-        weights = d / STEP_WEIGHTS
+        record = read_encoder_record(d / layout.ENCODER_FILE)
+        weights = d / layout.BACKBONE_FILE
     if not weights.is_file():
         raise FileNotFoundError(f"{weights} not found: the encoder directory {d} is incomplete")
     return record, weights

@@ -1,10 +1,12 @@
 """``unicom-train``: the Unicom trainer (dual partial selection, DDP over torchrun, exact resume).
 
-Modules: ``config`` (YAML presets + overrides), ``data`` (shards joined with pseudo labels,
-restorable streaming), ``model`` (backbone construction), ``optim`` (parameter groups, the head's
-sparse optimizer), ``schedule`` (warm-up + cosine / one-cycle), ``precision`` (autocast, fp16 loss
-scaling), ``checkpoint`` (step dirs, ``latest``, resume), ``logging`` (log.csv, tqdm,
-TensorBoard, loss plot), ``loop`` (the training loop), ``cli`` (the command).
+Modules: ``config`` (typed YAML presets + overrides), ``data`` (shards joined with pseudo labels,
+restorable streaming), ``inputs`` (label checks, input fingerprints), ``model`` (backbone
+construction), ``optim`` (parameter groups, the head's sparse optimizer), ``schedule`` (warm-up +
+cosine / one-cycle), ``precision`` (autocast, fp16 loss scaling), ``setup`` (building a run),
+``resume`` (where a session starts), ``step`` (one optimizer step), ``meter`` (log columns),
+``checkpoint`` (saving and restoring step dirs), ``run_log`` (log.csv, tqdm, TensorBoard, plot),
+``loop`` (the session and its hooks), ``cli`` (the command).
 See docs/training.md.
 """
 from .config import Config, load_config

@@ -1,27 +1,16 @@
-"""Checkpoints of a training run (DESIGN.md, "Training run: RUN/").
+"""Saving and restoring a training run's checkpoints; the layout and what "complete" means are
+``unicom.formats.checkpoint``'s (docs/formats.md, "Training run").
 
-``RUN/checkpoints/step_N/`` holds
-
-* ``backbone.safetensors``: the encoder's state dict, plain unprefixed keys (DDP unwrapped);
-* ``encoder.json``: the export ``config.json`` record (format, version, arch, embed_dim,
-  image_size, mean, std), so ``unicom.load`` can load a checkpoint dir like an export;
-* ``centres/``: the Partial FC class centres and their optimizer state, one file per rank with
-  the global class range in its metadata (``unicom.losses.save_centre_shard``), loadable on any
-  world size;
-* ``optimizer.pt``: the backbone optimizer's state dict (tensors, numbers and strings only; read
-  back with ``torch.load(weights_only=True)``);
-* ``state.json``: step, epoch, samples seen, LR schedule, loss scaler, every rank's RNG states,
-  the head's sampling RNG, the data position, skip counts and a few counters.
-
-``RUN/checkpoints/latest`` names the newest complete step. It is written last and atomically,
-after a barrier: every rank has written its files by then. Rank 0 writes the shared files, every
-rank its own centre shard. Each file is written atomically (``name.tmp`` then ``os.replace``).
+Rank 0 writes the shared files (backbone, optimizer, encoder record, ``state.json``), every rank
+its own centre shard. ``state.json`` is written after a collective that follows every rank's
+shard, and ``checkpoints/latest`` last, after a barrier: a crash at any moment leaves ``latest``
+naming a complete step. Each file is written atomically (``unicom.atomic_io``).
 """
 from __future__ import annotations
 
 import base64
+import contextlib
 import random
-import re
 import shutil
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -29,19 +18,25 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 import torch
 import torch.nn as nn
-from safetensors.torch import load_file, save_file
 
-from ..atomic_io import atomic_path, atomic_write, write_json, write_text
 from ..distributed import DistContext, all_gather_object, barrier
+from ..formats import checkpoint as layout
 
-CKPT_DIR = "checkpoints"
-LATEST = "latest"
-BACKBONE_FILE = "backbone.safetensors"
-ENCODER_FILE = "encoder.json"
-OPTIMIZER_FILE = "optimizer.pt"
-STATE_FILE = "state.json"
-CENTRES_DIR = "centres"
-_STEP_RE = re.compile(r"^step_(\d+)$")
+
+class DamagedFileError(RuntimeError):
+    """A checkpoint file exists but cannot be used (truncated, corrupt, or of another model)."""
+
+
+@contextlib.contextmanager
+def _reading(path: Path):
+    """Re-raise any failure while reading ``path`` as a one-line DamagedFileError naming it."""
+    try:
+        yield
+    except layout.RefusedPickleError:
+        raise
+    except Exception as exn:  # noqa: BLE001 (a damaged file raises zip, safetensors, JSON or EOF errors)
+        first = (str(exn).strip().splitlines() or [""])[0][:200]
+        raise DamagedFileError(f"{path} cannot be used ({type(exn).__name__}: {first})") from exn
 
 
 # --------------------------------------------------------------------------------------------
@@ -105,98 +100,81 @@ def restore_rng(state: Dict[str, Any], device: torch.device) -> None:
 # --------------------------------------------------------------------------------------------
 # Paths
 # --------------------------------------------------------------------------------------------
-def checkpoint_root(run_dir) -> Path:
-    return Path(run_dir) / CKPT_DIR
-
-
-def step_dir(run_dir, step: int) -> Path:
-    return checkpoint_root(run_dir) / f"step_{int(step)}"
-
-
 def find_latest(run_dir) -> Optional[Path]:
-    """The step dir named by ``checkpoints/latest``, or None when there is no complete one."""
-    path = checkpoint_root(run_dir) / LATEST
-    if not path.is_file():
-        return None
-    name = path.read_text().strip()
-    d = checkpoint_root(run_dir) / name
-    if not _STEP_RE.match(name) or not (d / STATE_FILE).is_file():
-        raise FileNotFoundError(f"{path} names {name!r}, which is not a complete checkpoint dir")
-    return d
+    """The complete step ``checkpoints/latest`` names, or None when there is none yet."""
+    return layout.find_latest(run_dir)
 
 
 def list_steps(run_dir) -> List[int]:
-    root = checkpoint_root(run_dir)
-    if not root.is_dir():
-        return []
-    return sorted(int(m.group(1)) for p in root.iterdir() if (m := _STEP_RE.match(p.name)) and p.is_dir())
+    """The step numbers of every ``step_N`` folder of the run, ascending."""
+    return [n for n, _ in layout.list_steps(layout.checkpoint_root(run_dir))]
 
 
 # --------------------------------------------------------------------------------------------
 # Save / load
 # --------------------------------------------------------------------------------------------
-def _save_safetensors(path: Path, model: nn.Module) -> None:
-    state = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
-    with atomic_path(path) as tmp:
-        save_file(state, str(tmp), metadata={"format": "unicom-train-backbone"})
-
-
-def _torch_save_atomic(obj: Any, path: Path) -> None:
-    with atomic_write(path) as f:
-        torch.save(obj, f)
-
-
 def save_checkpoint(run_dir, step: int, ctx: DistContext, model: nn.Module, head: nn.Module,
                     opt_backbone: torch.optim.Optimizer, opt_head: torch.optim.Optimizer,
                     shared_state: Dict[str, Any], rank_state: Dict[str, Any], encoder: Dict[str, Any],
-                    keep: int = 0) -> Path:
+                    keep: int = 0, protect: Optional[int] = None) -> Path:
     """Write ``checkpoints/step_N`` from every rank, then point ``latest`` at it.
 
     ``model`` is the plain (unwrapped) backbone. ``shared_state`` goes into state.json as is
     (rank 0's view); ``rank_state`` (RNG states, data cursors, …) is gathered from all ranks into
-    ``state.json["ranks"]``. ``keep`` > 0 prunes all but the newest ``keep`` step dirs.
+    ``state.json["ranks"]``. ``keep`` > 0 prunes all but the newest ``keep`` step dirs, never
+    the step ``protect`` (the newest checkpoint known to be healthy).
     """
     from ..losses import save_centre_shard
 
-    d = step_dir(run_dir, step)
+    d = layout.step_dir(run_dir, step)
     if ctx.is_main:
         if d.exists():  # a partial dir from a crashed attempt at this very step
             shutil.rmtree(d)
         d.mkdir(parents=True)
     barrier()
-    save_centre_shard(str(d / CENTRES_DIR), head, opt_head)
-    ranks = all_gather_object(rank_state)
+    save_centre_shard(str(layout.centres_dir(d)), head, opt_head)
+    ranks = all_gather_object(rank_state)  # every rank's shard is on disk once this returns
     if ctx.is_main:
-        _save_safetensors(d / BACKBONE_FILE, model)
-        _torch_save_atomic(opt_backbone.state_dict(), d / OPTIMIZER_FILE)
-        write_json(d / ENCODER_FILE, encoder)
-        write_json(d / STATE_FILE, {**shared_state, "ranks": ranks})
+        layout.write_backbone(d, {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()})
+        layout.write_optimizer(d, opt_backbone.state_dict())
+        layout.write_encoder(d, encoder)
+        layout.write_state(d, {**shared_state, "ranks": ranks})  # the commit mark: written last
     barrier()
     if ctx.is_main:
-        write_text(checkpoint_root(run_dir) / LATEST, d.name + "\n")
+        layout.write_latest(run_dir, d)
         if keep and keep > 0:
             for old in list_steps(run_dir)[:-keep]:
-                if old != step:
-                    shutil.rmtree(step_dir(run_dir, old), ignore_errors=True)
+                if old not in (step, protect):
+                    shutil.rmtree(layout.step_dir(run_dir, old), ignore_errors=True)
     barrier()
     return d
 
 
 def read_state(step_path) -> Dict[str, Any]:
-    import json
-
-    return json.loads((Path(step_path) / STATE_FILE).read_text())
+    """The step's ``state.json``."""
+    return layout.read_state(Path(step_path))
 
 
 def load_checkpoint(step_path, model: nn.Module, head: nn.Module, opt_backbone: torch.optim.Optimizer,
                     opt_head: torch.optim.Optimizer, device: torch.device) -> Dict[str, Any]:
-    """Restore the backbone, its optimizer and the head (on any world size); return state.json."""
+    """Restore the backbone, its optimizer and the head (on any world size); return state.json.
+
+    The optimizer's hyper-parameters (LR, betas, weight decay …) stay those of ``opt_backbone``
+    as built from the config, so that an override given on resume takes effect; only its
+    per-parameter state comes from the file.
+    """
     from ..losses import load_centre_shards
 
     step_path = Path(step_path)
-    state = load_file(str(step_path / BACKBONE_FILE))
-    model.load_state_dict(state, strict=True)
-    opt_state = torch.load(str(step_path / OPTIMIZER_FILE), map_location=device, weights_only=True)
-    opt_backbone.load_state_dict(opt_state)
-    load_centre_shards(str(step_path / CENTRES_DIR), head, opt_head)
-    return read_state(step_path)
+    with _reading(step_path / layout.STATE_FILE):
+        state = read_state(step_path)
+    with _reading(step_path / layout.BACKBONE_FILE):
+        model.load_state_dict(layout.read_backbone(step_path), strict=True)
+    configured = [{k: v for k, v in g.items() if k != "params"} for g in opt_backbone.param_groups]
+    with _reading(step_path / layout.OPTIMIZER_FILE):
+        opt_backbone.load_state_dict(layout.read_optimizer(step_path, map_location=device))
+    for group, hyper in zip(opt_backbone.param_groups, configured):
+        group.update(hyper)
+    with _reading(layout.centres_dir(step_path)):
+        load_centre_shards(str(layout.centres_dir(step_path)), head, opt_head)
+    return state

@@ -3,18 +3,23 @@
 A config file holds any subset of the sections below; missing keys keep their defaults.
 Overrides use dotted keys, ``optim.lr=1e-3`` or ``--set optim.lr=1e-3``; values are parsed as
 YAML (``true``, ``null``, ``[0.9, 0.95]``, ``1e-3``). An unknown key is an error that lists the
-keys of its section, so a typo never silently does nothing. The resolved config (file +
+keys of its section, so a typo never silently does nothing. Every value is converted to its
+field's declared type when it is set (``1`` → ``1.0`` for a float, ``"1e-3"`` → ``0.001``), and a
+value that does not fit is a one-line error naming the key and the type; the code downstream
+never casts. The resolved config (file +
 overrides + the run's paths) is written to ``RUN/config.yaml``.
 """
 from __future__ import annotations
 
 import dataclasses
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Union
 
 import yaml
 
+from ..losses.defaults import DEFAULT_SAMPLE_RATE, check_rate
 from ..transforms import CLIP_MEAN, CLIP_STD
 
 
@@ -46,7 +51,7 @@ class HeadConfig:
     m3: Optional[float] = None
     straight_through: bool = False         # shift the target angle without gradient (official code)
     interclass_filter: float = 0.0         # drop non-target cosines above this (0: off)
-    sample_rate: float = 0.1               # class-centre sampling rate r
+    sample_rate: float = DEFAULT_SAMPLE_RATE  # class-centre sampling rate r (Partial FC's 0.1)
     feature_sample_rate: Optional[float] = None  # fraction of the D dims used per step (None/1.0: all)
     feature_sample_dim: Optional[int] = None     # or the number d' directly (wins over the rate)
     subcenters: int = 1
@@ -189,7 +194,62 @@ def set_value(cfg: Config, dotted: str, value: Any) -> None:
     fields = _section_fields(obj)
     if key not in fields:
         raise ValueError(f"unknown config key {dotted!r}; keys of {section!r}: {', '.join(fields)}")
-    setattr(obj, key, value)
+    setattr(obj, key, coerce(value, typing.get_type_hints(type(obj))[key], dotted))
+
+
+def coerce(value: Any, hint: Any, key: str) -> Any:
+    """``value`` converted to the type ``hint`` (``int``, ``float``, ``bool``, ``str``,
+    ``Optional[...]``, ``List[...]`` or ``Any``); a ValueError naming ``key`` when it does not fit."""
+    if hint is Any:
+        return value
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is Union:  # Optional[X]
+        if value is None:
+            return None
+        return coerce(value, next(a for a in args if a is not type(None)), key)
+    if origin in (list, List):
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"config key {key} expects a list, got {value!r}")
+        return [coerce(v, args[0] if args else Any, key) for v in value]
+    try:
+        return _SCALARS[hint](value)
+    except (TypeError, ValueError):
+        raise ValueError(f"config key {key} expects {_TYPE_NAMES[hint]}, got {value!r}") from None
+
+
+def _to_int(v: Any) -> int:
+    if isinstance(v, bool) or isinstance(v, float) and not v.is_integer():
+        raise ValueError(v)
+    if isinstance(v, str):
+        v = float(v) if any(c in v for c in ".eE") else int(v)
+        return _to_int(v)
+    if not isinstance(v, (int, float)):
+        raise TypeError(v)
+    return int(v)
+
+
+def _to_float(v: Any) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float, str)):
+        raise TypeError(v)
+    return float(v)
+
+
+def _to_bool(v: Any) -> bool:
+    if isinstance(v, bool):
+        return v
+    if isinstance(v, int) and v in (0, 1):
+        return bool(v)
+    raise ValueError(v)
+
+
+def _to_str(v: Any) -> str:
+    if not isinstance(v, str):
+        raise TypeError(v)
+    return v
+
+
+_SCALARS = {int: _to_int, float: _to_float, bool: _to_bool, str: _to_str}
+_TYPE_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
 
 
 def parse_override(text: str):
@@ -198,12 +258,6 @@ def parse_override(text: str):
         raise ValueError(f"override {text!r} must look like section.key=value (e.g. optim.lr=1e-3)")
     key, raw = text.split("=", 1)
     value = yaml.safe_load(raw) if raw.strip() != "" else None
-    # YAML reads "1e-3" as a string (no dot before the exponent): take it as a number.
-    if isinstance(value, str):
-        try:
-            value = float(value) if any(c in value for c in ".eE") else int(value)
-        except ValueError:
-            pass
     return key.strip(), value
 
 
@@ -235,19 +289,16 @@ def validate(cfg: Config) -> None:
         raise ValueError(f"schedule.name must be cosine, onecycle or constant, got {cfg.schedule.name!r}")
     if cfg.train.precision not in ("bf16", "fp16", "fp32"):
         raise ValueError(f"train.precision must be bf16, fp16 or fp32, got {cfg.train.precision!r}")
-    if not 0.0 < float(cfg.head.sample_rate) <= 1.0:
-        raise ValueError(f"head.sample_rate must lie in (0, 1], got {cfg.head.sample_rate}")
-    r = cfg.head.feature_sample_rate
-    if r is not None and not 0.0 < float(r) <= 1.0:
-        raise ValueError(f"head.feature_sample_rate must lie in (0, 1], got {r}")
-    for name in ("batch_size",):
-        if int(getattr(cfg.data, name)) < 1:
-            raise ValueError(f"data.{name} must be ≥ 1")
-    if int(cfg.train.accum_steps) < 1:
+    check_rate("head.sample_rate", cfg.head.sample_rate)
+    if cfg.head.feature_sample_rate is not None:
+        check_rate("head.feature_sample_rate", cfg.head.feature_sample_rate)
+    if cfg.data.batch_size < 1:
+        raise ValueError("data.batch_size must be ≥ 1")
+    if cfg.train.accum_steps < 1:
         raise ValueError("train.accum_steps must be ≥ 1")
-    if float(cfg.data.epochs) <= 0 and not cfg.train.max_steps:
+    if cfg.data.epochs <= 0 and not cfg.train.max_steps:
         raise ValueError("data.epochs must be > 0 (or set train.max_steps)")
-    if int(cfg.train.max_nonfinite) < 1:
+    if cfg.train.max_nonfinite < 1:
         raise ValueError("train.max_nonfinite must be ≥ 1")
     if len(cfg.data.crop_scale) != 2 or len(cfg.data.crop_ratio) != 2:
         raise ValueError("data.crop_scale and data.crop_ratio take two numbers [lo, hi]")
@@ -256,9 +307,9 @@ def validate(cfg: Config) -> None:
 def feature_sample_dim(cfg: HeadConfig, embed_dim: int) -> Optional[int]:
     """The head's d′: ``feature_sample_dim`` if set, else ``round(rate·D)``; None means all D."""
     if cfg.feature_sample_dim:
-        d = int(cfg.feature_sample_dim)
-    elif cfg.feature_sample_rate is not None and float(cfg.feature_sample_rate) < 1.0:
-        d = max(1, int(round(float(cfg.feature_sample_rate) * embed_dim)))
+        d = cfg.feature_sample_dim
+    elif cfg.feature_sample_rate is not None and cfg.feature_sample_rate < 1.0:
+        d = max(1, int(round(cfg.feature_sample_rate * embed_dim)))
     else:
         return None
     if d > embed_dim:

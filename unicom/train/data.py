@@ -1,7 +1,7 @@
 """Training data: LAION-style shards joined with pseudo labels, streamed so that the position is
 restorable exactly.
 
-Labels (DESIGN.md, "Centroids and labels"): ``LABELS/SHARD.npy`` (int32 [n]) is aligned with
+Labels (docs/formats.md, "Centroids and labels"): ``LABELS/SHARD.npy`` (int32 [n]) is aligned with
 ``FEATURES/SHARD.keys`` (n lines of ``__key__``), the features dir being the labels dir's sibling;
 ``LABELS/class_sizes.npy`` (int64 [K]) gives the number of classes. A sample joins its label by
 shard name and key; a sample with no label (or a negative one) is skipped and counted as
@@ -52,6 +52,7 @@ from ..atomic_io import read_npy
 from ..formats.features import CLASS_SIZES_FILE, FEATURES_DIR, read_keys
 from ..shards import shard_name
 from ..wds_reader import Skipped, iter_raw, split_skips, to_sample
+from .inputs import label_problem
 
 
 # --------------------------------------------------------------------------------------------
@@ -64,7 +65,7 @@ class LabelIndex:
     def __init__(self, labels_dir, features_dir=None):
         self.labels_dir = Path(labels_dir)
         self.features_dir = Path(features_dir) if features_dir else self.labels_dir.parent / FEATURES_DIR
-        sizes_path = self.labels_dir / CLASS_SIZES_FILE
+        self.class_sizes_path = sizes_path = self.labels_dir / CLASS_SIZES_FILE
         if not sizes_path.is_file():
             raise FileNotFoundError(f"{sizes_path} not found: --labels must be the labels dir written by "
                                     "`make cluster` (OUT/labels, holding SHARD.npy and class_sizes.npy)")
@@ -74,8 +75,16 @@ class LabelIndex:
         self.num_classes = int(len(self.class_sizes))
         self._cache: Dict[str, Optional[Dict[str, int]]] = {}
 
+    def labels_path(self, name: str) -> Path:
+        """``LABELS/SHARD.npy``."""
+        return self.labels_dir / f"{name}.npy"
+
+    def keys_path(self, name: str) -> Path:
+        """``FEATURES/SHARD.keys``."""
+        return self.features_dir / f"{name}.keys"
+
     def has_shard(self, name: str) -> bool:
-        return (self.labels_dir / f"{name}.npy").is_file() and (self.features_dir / f"{name}.keys").is_file()
+        return self.labels_path(name).is_file() and self.keys_path(name).is_file()
 
     def shard_labels(self, name: str) -> Optional[Dict[str, int]]:
         """``{key: label}`` for shard ``name`` (labels < 0 left out), or None without labels."""
@@ -84,14 +93,11 @@ class LabelIndex:
         if not self.has_shard(name):
             table = None
         else:
-            keys = read_keys(self.features_dir / f"{name}.keys")
-            labels = read_npy(self.labels_dir / f"{name}.npy")
-            if labels.ndim != 1 or len(labels) != len(keys):
-                raise ValueError(f"{self.labels_dir / (name + '.npy')} holds {labels.shape} labels but "
-                                 f"{self.features_dir / (name + '.keys')} lists {len(keys)} keys; they must align")
-            if len(labels) and int(labels.max()) >= self.num_classes:
-                raise ValueError(f"{self.labels_dir / (name + '.npy')} holds label {int(labels.max())} but "
-                                 f"class_sizes.npy gives only {self.num_classes} classes")
+            keys = read_keys(self.keys_path(name))
+            labels = read_npy(self.labels_path(name))
+            why = label_problem(labels, len(keys), self.num_classes)  # checked up front too (validate_labels)
+            if why:
+                raise ValueError(f"{self.labels_path(name)} {why}")
             table = {k: int(v) for k, v in zip(keys, labels.tolist()) if v >= 0}
         if len(self._cache) >= 8:
             self._cache.pop(next(iter(self._cache)))

@@ -3,9 +3,8 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Dict, Tuple
+from typing import Tuple
 
-import torch
 import torch.nn as nn
 
 from ..transforms import CLIP_MEAN, CLIP_STD
@@ -20,9 +19,8 @@ def build_backbone(cfg: Config) -> nn.Module:
     if m.type == "unicom_vit":
         from ..models.vit import build_vit
 
-        overrides = {"embed_dim": int(m.embed_dim)} if m.embed_dim else {}
-        model = build_vit(m.name, drop_path_rate=float(m.drop_path), grad_checkpointing=bool(m.grad_checkpointing),
-                          **overrides)
+        overrides = {"embed_dim": m.embed_dim} if m.embed_dim else {}
+        model = build_vit(m.name, drop_path_rate=m.drop_path, grad_checkpointing=m.grad_checkpointing, **overrides)
         if m.init_from:
             load_initial_weights(model, m.init_from)
         return model
@@ -33,7 +31,7 @@ def build_backbone(cfg: Config) -> nn.Module:
             raise ValueError("model.pretrained must name a local open_clip weights file, or 'none' for a random "
                              "tower (this toolkit never downloads weights)")
         return build_open_clip_tower(str(m.name), m.embed_dim, pretrained=str(m.pretrained), head=m.head,
-                                     grad_checkpointing=bool(m.grad_checkpointing))
+                                     grad_checkpointing=m.grad_checkpointing)
     raise ValueError(f"unknown model.type {m.type!r}; use unicom_vit or open_clip")
 
 
@@ -42,19 +40,22 @@ def load_initial_weights(model: nn.Module, source: str) -> None:
     (``.safetensors``, or ``.pt``/``.pth`` read with ``weights_only=True``)."""
     from safetensors.torch import load_file
 
+    from ..formats.checkpoint import BACKBONE_FILE, load_tensors_pt
+    from ..formats.export import MODEL_FILE
+
     path = Path(source)
     if path.is_dir():
-        for name in ("model.safetensors", "backbone.safetensors"):
+        for name in (MODEL_FILE, BACKBONE_FILE):
             if (path / name).is_file():
                 state = load_file(str(path / name))
                 break
         else:
-            raise FileNotFoundError(f"{path} holds neither model.safetensors (an export) nor backbone.safetensors "
+            raise FileNotFoundError(f"{path} holds neither {MODEL_FILE} (an export) nor {BACKBONE_FILE} "
                                     "(a checkpoint step)")
     elif path.suffix == ".safetensors":
         state = load_file(str(path))
     elif path.is_file():
-        state = torch.load(str(path), map_location="cpu", weights_only=True)
+        state = load_tensors_pt(path, map_location="cpu")
         if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
             state = state["state_dict"]
     else:
@@ -89,12 +90,3 @@ def unwrap(model: nn.Module) -> nn.Module:
         if inner is None or not isinstance(inner, nn.Module):
             return model
         model = inner
-
-
-def encoder_config(model: nn.Module, image_size: int, mean, std, extra: Dict[str, Any]) -> Dict[str, Any]:
-    """The export ``config.json`` record for ``model`` (also written as a checkpoint's ``encoder.json``)."""
-    from ..export import EXPORT_FORMAT, EXPORT_VERSION, arch_of
-
-    return {"format": EXPORT_FORMAT, "version": EXPORT_VERSION, "arch": arch_of(model),
-            "embed_dim": model_embed_dim(model), "image_size": int(image_size), "mean": list(mean), "std": list(std),
-            "extra": extra}

@@ -32,7 +32,7 @@ def param_groups(model: nn.Module, weight_decay: float) -> List[Dict]:
             decay.append(p)
     groups = []
     if decay:
-        groups.append({"params": decay, "weight_decay": float(weight_decay), "name": "decay"})
+        groups.append({"params": decay, "weight_decay": weight_decay, "name": "decay"})
     if no_decay:
         groups.append({"params": no_decay, "weight_decay": 0.0, "name": "no_decay"})
     return groups
@@ -43,16 +43,15 @@ def build_backbone_optimizer(model: nn.Module, cfg: Config) -> torch.optim.Optim
     o = cfg.optim
     groups = param_groups(model, o.weight_decay)
     if o.name == "adamw":
-        return torch.optim.AdamW(groups, lr=float(o.lr), betas=tuple(float(b) for b in o.betas), eps=float(o.eps),
-                                 weight_decay=float(o.weight_decay))
+        return torch.optim.AdamW(groups, lr=o.lr, betas=tuple(o.betas), eps=o.eps, weight_decay=o.weight_decay)
     if o.name == "sgd":
-        return torch.optim.SGD(groups, lr=float(o.lr), momentum=float(o.momentum), nesterov=bool(o.nesterov),
-                               weight_decay=float(o.weight_decay))
+        return torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov, weight_decay=o.weight_decay)
     raise ValueError(f"unknown optimizer {o.name!r}; use adamw or sgd")
 
 
 def head_lr(cfg: Config) -> float:
-    return float(cfg.optim.lr) * float(cfg.head.lr_mult)
+    """The head's peak LR: ``optim.lr × head.lr_mult``."""
+    return cfg.optim.lr * cfg.head.lr_mult
 
 
 def build_head_optimizer(head: nn.Module, cfg: Config) -> torch.optim.Optimizer:
@@ -60,9 +59,9 @@ def build_head_optimizer(head: nn.Module, cfg: Config) -> torch.optim.Optimizer:
     from ..losses import SparseCentreOptimizer
 
     o = cfg.optim
-    wd = float(o.weight_decay if cfg.head.weight_decay is None else cfg.head.weight_decay)
-    return SparseCentreOptimizer(head, kind=o.name, lr=head_lr(cfg), weight_decay=wd, momentum=float(o.momentum),
-                                 betas=tuple(float(b) for b in o.betas))
+    wd = o.weight_decay if cfg.head.weight_decay is None else cfg.head.weight_decay
+    return SparseCentreOptimizer(head, kind=o.name, lr=head_lr(cfg), weight_decay=wd, momentum=o.momentum,
+                                 betas=tuple(o.betas))
 
 
 def set_initial_lrs(optimizer: torch.optim.Optimizer) -> None:

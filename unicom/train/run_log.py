@@ -1,5 +1,6 @@
 """What a run reports: ``RUN/log.csv`` (a row per logged step), a tqdm bar with loss, LR and
-images/s, optional TensorBoard scalars, and ``RUN/loss.png`` at the end. Only rank 0 logs.
+images/s, optional TensorBoard scalars, and ``RUN/loss.png`` at the end (the loss and LR curves
+beside the throughput). Only rank 0 reports; messages go to ``logging``.
 
 On resume, rows of log.csv past the resumed step (written after the checkpoint by the
 interrupted run) are dropped, so the file reads as one uninterrupted run.
@@ -8,16 +9,18 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import math
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from ..atomic_io import write_bytes, write_text
+from ..formats.checkpoint import LOG_FILE, PLOT_FILE, TENSORBOARD_DIR
+
+log = logging.getLogger(__name__)
 
 COLUMNS = ["step", "epoch", "samples", "loss", "loss_avg", "lr", "lr_head", "grad_norm", "images_per_s",
            "step_time_s", "data_time_s", "head_share", "loss_scale", "skipped_steps"]
-LOG_FILE = "log.csv"
-PLOT_FILE = "loss.png"
 
 
 def read_log(run_dir) -> List[Dict[str, Any]]:
@@ -59,10 +62,10 @@ class RunLogger:
             try:
                 from torch.utils.tensorboard import SummaryWriter
 
-                self.tb = SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=start_step + 1)
+                self.tb = SummaryWriter(str(self.run_dir / TENSORBOARD_DIR), purge_step=start_step + 1)
             except ImportError:
-                print("TensorBoard logging asked for but the tensorboard package is missing: "
-                      "pip install 'unicom-toolkit[tensorboard]'; continuing without it")
+                log.warning("TensorBoard logging asked for but the tensorboard package is missing: "
+                            "pip install 'unicom-toolkit[tensorboard]'; continuing without it")
 
     def _truncate(self, start_step: int) -> None:
         if not self.path.is_file():
@@ -98,14 +101,10 @@ class RunLogger:
                 if v is not None and math.isfinite(float(v)):
                     self.tb.add_scalar(f"train/{k}", float(v), step)
 
-    def write(self, message: str) -> None:
-        """Print a line without breaking the progress bar."""
-        if not self.enabled:
-            return
-        if self.bar is not None:
-            self.bar.write(message)
-        else:
-            print(message, flush=True)
+    def write(self, message: str, level: int = logging.INFO) -> None:
+        """Log a message (main rank only); the CLI routes log records around the progress bar."""
+        if self.enabled:
+            log.log(level, message)
 
     def close(self) -> None:
         if not self.enabled:
@@ -126,7 +125,8 @@ def _fmt(v: Any) -> Any:
 
 
 def plot_loss(run_dir, out: Optional[Path] = None) -> Optional[Path]:
-    """Draw loss (and its running mean) and the LR against the step into ``RUN/loss.png``."""
+    """Draw ``RUN/loss.png``: the loss (per row and its running mean) and the LR against the step
+    on the left, the throughput (images/s, all ranks) on the right."""
     rows = read_log(run_dir)
     if not rows:
         return None
@@ -136,7 +136,7 @@ def plot_loss(run_dir, out: Optional[Path] = None) -> Optional[Path]:
     import matplotlib.pyplot as plt
 
     steps = [r["step"] for r in rows]
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
+    fig, (ax, ax_speed) = plt.subplots(1, 2, figsize=(12, 4), dpi=110, gridspec_kw={"width_ratios": [3, 2]})
     ax.plot(steps, [r["loss"] for r in rows], lw=0.8, alpha=0.5, label="loss (step)")
     ax.plot(steps, [r["loss_avg"] for r in rows], lw=1.6, label="loss (mean since last row)")
     ax.set_xlabel("step")
@@ -149,6 +149,12 @@ def plot_loss(run_dir, out: Optional[Path] = None) -> Optional[Path]:
     lines2 = ax2.get_legend_handles_labels()
     ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], loc="upper right", fontsize=8)
     ax.set_title(f"training loss: {Path(run_dir).name}")
+    ax_speed.plot(steps, [r["images_per_s"] for r in rows], color="tab:purple", lw=1.2)
+    ax_speed.set_xlabel("step")
+    ax_speed.set_ylabel("images/s (all ranks, mean since last row)")
+    ax_speed.set_ylim(bottom=0)
+    ax_speed.grid(alpha=0.3)
+    ax_speed.set_title("throughput")
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")

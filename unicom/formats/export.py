@@ -1,0 +1,125 @@
+"""The ``export/`` format: an encoder alone, as ``model.safetensors`` plus ``config.json``.
+
+``config.json`` fields (written by the trainer, read by ``unicom.load``):
+  format        "unicom-export"
+  version       1
+  arch          {"type": "unicom_vit", "config": {ViTConfig fields}}
+                or {"type": "open_clip_tower", ...kwargs of build_open_clip_tower}
+  embed_dim     output dimension
+  image_size    square input side in pixels
+  mean, std     normalisation of the eval transform (bicubic resize, centre crop)
+  extra         free-form provenance (run dir, step, …)
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+import torch
+import torch.nn as nn
+from safetensors.torch import load_file, save
+
+from ..atomic_io import write_bytes, write_json
+
+EXPORT_FORMAT = "unicom-export"
+EXPORT_VERSION = 1
+MODEL_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+
+
+def build_from_arch(arch: Dict[str, Any]) -> nn.Module:
+    """Build an untrained encoder from an ``arch`` record of an export's config.json."""
+    kind = arch.get("type")
+    if kind == "unicom_vit":
+        from ..models.vit import UnicomViT, ViTConfig
+
+        return UnicomViT(ViTConfig(**arch["config"]))
+    if kind == "open_clip_tower":
+        from ..models.open_clip_tower import build_open_clip_tower
+
+        kwargs = {k: v for k, v in arch.items() if k != "type"}
+        return build_open_clip_tower(**kwargs, pretrained=None)
+    raise ValueError(f"unknown encoder arch type {kind!r} in export config; expected 'unicom_vit' or 'open_clip_tower'")
+
+
+def arch_of(model: nn.Module) -> Dict[str, Any]:
+    """Describe ``model`` as an ``arch`` record (the inverse of ``build_from_arch``)."""
+    from ..models.vit import UnicomViT
+
+    if isinstance(model, UnicomViT):
+        return {"type": "unicom_vit", "config": model.config.to_dict()}
+    if hasattr(model, "export_arch"):
+        return {"type": "open_clip_tower", **model.export_arch()}
+    raise TypeError(f"cannot export a {type(model).__name__}: it is neither a UnicomViT nor an open_clip tower")
+
+
+def save_export(model: nn.Module, directory, image_size: int, mean: Sequence[float], std: Sequence[float],
+                embed_dim: int, extra: Optional[Dict[str, Any]] = None) -> Path:
+    """Write ``directory/model.safetensors`` and ``directory/config.json`` atomically.
+
+    Weights are saved in fp32 with contiguous clones (safetensors refuses shared storage).
+    Non-finite weights are refused (ValueError): an export is always usable.
+    The config is written last, so a directory with a config.json always has its weights.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().to("cpu", torch.float32 if v.is_floating_point() else v.dtype).contiguous().clone()
+             for k, v in model.state_dict().items()}
+    bad = non_finite_keys(state)
+    if bad:
+        raise ValueError(f"refusing to export to {directory}: the weights are not finite ({', '.join(bad[:3])}"
+                         f"{' …' if len(bad) > 3 else ''}); export from a checkpoint taken before the run diverged")
+    write_bytes(directory / MODEL_FILE, save(state, metadata={"format": EXPORT_FORMAT}))
+    record = encoder_record(model, image_size, mean, std, extra)
+    record["embed_dim"] = int(embed_dim)
+    write_json(directory / CONFIG_FILE, record)
+    return directory
+
+
+def encoder_record(model: nn.Module, image_size: int, mean: Sequence[float], std: Sequence[float],
+                   extra: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    """The ``config.json`` record of ``model`` (also a training checkpoint's ``encoder.json``):
+    format, version, arch, embed_dim (the model's ``embed_dim`` attribute), image_size (px),
+    mean/std of the eval transform and free-form ``extra`` provenance."""
+    return {"format": EXPORT_FORMAT, "version": EXPORT_VERSION, "arch": arch_of(model),
+            "embed_dim": int(getattr(model, "embed_dim", 0)), "image_size": int(image_size), "mean": list(mean),
+            "std": list(std), "extra": extra or {}}
+
+
+def non_finite_keys(state: Dict[str, torch.Tensor]) -> List[str]:
+    """The keys of ``state`` whose floating-point tensor holds a NaN or an infinity."""
+    return [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+
+
+def read_export_config(directory) -> Dict[str, Any]:
+    """Read and validate ``directory/config.json``; errors name the file and the problem."""
+    path = Path(directory) / CONFIG_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: an export directory holds {MODEL_FILE} and {CONFIG_FILE} "
+                                "(written by unicom-train into RUN/export/)")
+    return read_encoder_record(path)
+
+
+def read_encoder_record(path) -> Dict[str, Any]:
+    """Read and validate an encoder record: an export's ``config.json`` or a training
+    checkpoint's ``encoder.json`` (the same fields). Errors name the file."""
+    path = Path(path)
+    try:
+        record = json.loads(path.read_text())
+    except ValueError as exn:
+        raise ValueError(f"{path} is not valid JSON ({exn}); the file is damaged") from None
+    if not isinstance(record, dict) or record.get("format") != EXPORT_FORMAT:
+        raise ValueError(f"{path} is not a unicom encoder record (format={getattr(record, 'get', dict().get)('format')!r})")
+    for key in ("arch", "embed_dim", "image_size", "mean", "std"):
+        if key not in record:
+            raise ValueError(f"{path} lacks the key {key!r}")
+    return record
+
+
+def load_export_state(directory) -> Dict[str, torch.Tensor]:
+    """Load ``directory/model.safetensors`` (no pickle involved)."""
+    path = Path(directory) / MODEL_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found next to {CONFIG_FILE}; the export is incomplete")
+    return load_file(str(path))
