@@ -34,11 +34,12 @@ import torch.nn as nn
 from ..atomic_io import write_json, write_text
 from ..device import seed_everything
 from ..distributed import DistContext, all_gather_object, barrier, init_distributed, is_dist
-from ..shards import expand_shards, unique_names
 from ..wds_reader import SkipCounter
 from . import checkpoint as ckpt
 from .config import Config, diff_configs, feature_sample_dim
-from .data import DataPosition, LabelIndex, SeededAugment, ShardPlan, make_loader, remap_position
+from .augment import build_augment
+from .eval_hook import EvalHook
+from .sources import build_training_data
 from .logging import RunLogger, plot_loss
 from .model import build_backbone, encoder_config, model_embed_dim, model_image_size, model_norm, unwrap
 from .optim import build_backbone_optimizer, build_head_optimizer, set_initial_lrs
@@ -70,6 +71,10 @@ def planned_samples(cfg: Config, samples_per_epoch: int, global_batch: int) -> i
     if cfg.train.max_steps:
         return int(cfg.train.max_steps) * global_batch
     return int(math.ceil(float(cfg.data.epochs) * samples_per_epoch / global_batch)) * global_batch
+
+
+def _opt_str(value: Optional[str]) -> Optional[str]:
+    return None if value is None else str(value)
 
 
 class NonFiniteLossError(RuntimeError):
@@ -162,7 +167,7 @@ class RunState:
     first_loss: Optional[float] = None
 
 
-def train(cfg: Config, data: str, labels: str, output: str, resume: bool = False,
+def train(cfg: Config, data: Optional[str], labels: Optional[str], output: str, resume: bool = False,
           loss_hook: Optional[LossHook] = None, ctx: Optional[DistContext] = None) -> Dict[str, Any]:
     """Train an encoder as ``cfg`` says; return a summary dict (also written to RUN/summary.json).
 
@@ -176,7 +181,7 @@ def train(cfg: Config, data: str, labels: str, output: str, resume: bool = False
         torch.backends.cuda.matmul.allow_tf32 = bool(cfg.train.tf32)
         torch.backends.cudnn.allow_tf32 = bool(cfg.train.tf32)
     out = Path(output)
-    cfg.run.data, cfg.run.labels, cfg.run.output = str(data), str(labels), str(output)
+    cfg.run.data, cfg.run.labels, cfg.run.output = _opt_str(data), _opt_str(labels), str(output)
 
     # ---- run dir: fresh or resumed ---------------------------------------------------------
     latest = ckpt.find_latest(out)
@@ -199,14 +204,8 @@ def train(cfg: Config, data: str, labels: str, output: str, resume: bool = False
     barrier()
 
     # ---- data --------------------------------------------------------------------------------
-    shards = expand_shards(data)
-    unique_names(shards)
-    label_index = LabelIndex(labels, cfg.data.features_dir)
-    unlabelled_shards = label_index.check_shards(shards)
-    if unlabelled_shards and ctx.is_main:
-        print(f"warning: {len(unlabelled_shards)} of {len(shards)} shards have no labels (their samples count as "
-              f"no_label), e.g. {unlabelled_shards[0]}", flush=True)
-    num_classes = label_index.num_classes
+    source = build_training_data(cfg, ctx)  # unicom/train/sources.py: shards, a labelled layout, or a mix
+    num_classes = source.num_classes
 
     # ---- model, head, optimizers ---------------------------------------------------------
     seed_everything(cfg.train.seed)  # identical initial weights on every rank
@@ -240,7 +239,7 @@ def train(cfg: Config, data: str, labels: str, output: str, resume: bool = False
     # ---- schedule and length -------------------------------------------------------------
     per_rank = int(cfg.data.batch_size) * int(cfg.train.accum_steps)
     global_batch = per_rank * ctx.world_size
-    samples_per_epoch = int(cfg.data.samples_per_epoch or int(label_index.class_sizes.sum()))
+    samples_per_epoch = int(cfg.data.samples_per_epoch or source.samples_per_epoch)
     if samples_per_epoch <= 0:
         raise ValueError("the labels hold no samples (class_sizes sum to 0); set data.samples_per_epoch")
     total_samples = planned_samples(cfg, samples_per_epoch, global_batch)
@@ -254,9 +253,7 @@ def train(cfg: Config, data: str, labels: str, output: str, resume: bool = False
 
     # ---- resume ------------------------------------------------------------------------------
     plan_batch = global_batch  # the global batch the run's length was planned with (kept across resumes)
-    workers = int(cfg.data.num_workers)
-    num_streams = ctx.world_size * max(1, workers)
-    position = DataPosition(num_streams, workers, ctx.world_size)
+    position = source.new_position()
     state = RunState()
     skips = SkipCounter()
     exact = True
@@ -276,9 +273,7 @@ def train(cfg: Config, data: str, labels: str, output: str, resume: bool = False
                          overflow_steps=int(saved.get("overflow_steps", 0)),
                          consecutive_nonfinite=int(saved.get("consecutive_nonfinite", 0)),
                          last_loss=float(saved.get("last_loss", float("nan"))), first_loss=saved.get("first_loss"))
-        old_pos = DataPosition.from_dict(saved["data"])
-        exact = (old_pos.world_size, old_pos.num_workers) == (ctx.world_size, workers)
-        position = remap_position(old_pos, num_streams, workers, ctx.world_size, bool(cfg.data.resampled))
+        position, exact = source.restore_position(saved["data"])
         ranks = saved["ranks"]
         if exact:
             mine = ranks[ctx.rank]
@@ -291,18 +286,14 @@ def train(cfg: Config, data: str, labels: str, output: str, resume: bool = False
                 head.set_rng_state(ckpt.from_jsonable(ranks[0]["head_rng"]))
         if ctx.is_main:
             skips.update(saved.get("skipped", {}))
-            how = "exactly" if exact else (f"on {ctx.world_size} rank(s) × {workers} worker(s) instead of "
-                                           f"{old_pos.world_size} × {old_pos.num_workers} (data order re-laid out)")
+            how = "exactly" if exact else "on another number of ranks or loader workers (data order re-laid out)"
             print(f"resumed from {latest} (step {state.step}, {state.samples} samples) {how}", flush=True)
     else:
         seed_everything(int(cfg.train.seed) + 1 + ctx.rank)  # per-rank stream for drop-path
     total_steps = state.step + int(math.ceil(max(0, schedule.total_samples - state.samples) / global_batch))
 
-    plan = ShardPlan(tuple(shards), int(cfg.train.seed), num_streams, position.offset, bool(cfg.data.resampled),
-                     position.generation)
-    augment = SeededAugment(image_size, mean, std, cfg.data.crop_scale, cfg.data.crop_ratio, cfg.data.hflip)
-    loader = make_loader(plan, label_index, augment, int(cfg.data.batch_size), int(cfg.data.shuffle_buffer), ctx.rank,
-                         workers, position, pin_memory=device.type == "cuda")
+    augment = build_augment(cfg.data, image_size, mean, std)
+    loader = source.make_loader(position, augment, pin_memory=device.type == "cuda")
 
     encoder = encoder_config(unwrap(model), image_size, mean, std,
                              {"num_classes": num_classes, "run": str(out), "config": cfg.to_dict()["model"]})
@@ -310,10 +301,12 @@ def train(cfg: Config, data: str, labels: str, output: str, resume: bool = False
                        bool(cfg.train.progress))
     if ctx.is_main:
         logger.write(f"training {encoder['arch']['type']} ({sum(p.numel() for p in backbone.parameters()) / 1e6:.2f}M "
-                     f"params, {image_size}px, embed {embed_dim}) on {len(shards)} shards, {num_classes} classes; "
+                     f"params, {image_size}px, embed {embed_dim}) on {source.describe()}, {num_classes} classes; "
                      f"{ctx.world_size} rank(s) on {device.type}, global batch {global_batch}, "
                      f"{total_steps} steps ({schedule.total_samples / samples_per_epoch:.2f} epochs of "
                      f"{samples_per_epoch} samples)")
+
+    evaluator = EvalHook(cfg, ctx, out, samples_per_epoch, image_size, mean, std, embed_dim, state.step)
 
     def save(step: int) -> Path:
         shared = {"step": step, "epoch": state.samples / samples_per_epoch, "samples": state.samples,
@@ -323,12 +316,7 @@ def train(cfg: Config, data: str, labels: str, output: str, resume: bool = False
                   "nonfinite_steps": state.nonfinite_steps, "overflow_steps": state.overflow_steps,
                   "consecutive_nonfinite": state.consecutive_nonfinite, "last_loss": state.last_loss,
                   "first_loss": state.first_loss, "num_classes": num_classes, "torch": torch.__version__}
-        all_cursors: Dict[int, Tuple[int, int, int]] = {}
-        for d in all_gather_object({str(k): list(v) for k, v in position.cursors.items()}):
-            all_cursors.update({int(k): tuple(v) for k, v in d.items()})
-        pos = DataPosition(position.num_streams, position.num_workers, position.world_size, position.offset,
-                           position.generation, position.batches, all_cursors)
-        shared["data"] = pos.to_dict()
+        shared["data"] = source.position_state(position)  # a collective: every rank calls it
         counts = SkipCounter()
         for c in all_gather_object(skips.as_dict()):
             counts.update(c)
@@ -346,8 +334,7 @@ def train(cfg: Config, data: str, labels: str, output: str, resume: bool = False
 
     def next_batch():
         b = next(data_iter)
-        position.cursors[b.stream] = b.cursor
-        position.batches += 1
+        source.record(position, b)
         skips.update(b.skips)
         return b
 
@@ -442,6 +429,8 @@ def train(cfg: Config, data: str, labels: str, output: str, resume: bool = False
             if ckpt_every and state.step % ckpt_every == 0 and state.step < total_steps:
                 save(state.step)
                 last_saved = state.step
+            if evaluator.due(state.samples, global_batch) and state.step < total_steps:
+                evaluator.run(unwrap(model), state.step, state.samples / samples_per_epoch, logger.write)
         finished = state.step >= total_steps
         if finished and last_saved != state.step:
             save(state.step)
@@ -465,9 +454,13 @@ def train(cfg: Config, data: str, labels: str, output: str, resume: bool = False
     if finished and ctx.is_main:
         from ..export import save_export
 
-        export_dir = save_export(unwrap(model), out / "export", image_size, mean, std, embed_dim,
-                                 extra={"step": state.step, "samples": state.samples, "num_classes": num_classes,
-                                        "run": str(out)})
+        if evaluator.enabled:  # export/ = the best encoder by the benchmark's headline metric
+            export_dir = evaluator.finish(unwrap(model), state.step, state.samples / samples_per_epoch, print)
+            summary["eval"] = evaluator.summary()
+        else:
+            export_dir = save_export(unwrap(model), out / "export", image_size, mean, std, embed_dim,
+                                     extra={"step": state.step, "samples": state.samples, "num_classes": num_classes,
+                                            "run": str(out)})
         summary["export"] = str(export_dir)
         plot = plot_loss(out)
         summary["loss_plot"] = str(plot) if plot else None
