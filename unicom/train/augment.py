@@ -58,6 +58,27 @@ class SeededGlobal:
                 np.random.set_state(np_state)
 
 
+def _posterize_any_bits(img: Image.Image, bits: int, **_) -> Image.Image:
+    """timm's posterize, accepting 0 bits (a black image) as Pillow < 11 did."""
+    from PIL import ImageOps
+
+    if bits >= 8:
+        return img
+    if bits <= 0:
+        return Image.new(img.mode, img.size)
+    return ImageOps.posterize(img, bits)
+
+
+def _guard_posterize(transform) -> None:
+    """timm's ``PosterizeIncreasing`` reaches 0 bits at magnitude 10 (``mstd0.5`` draws above 9
+    often), which Pillow ≥ 11 rejects with a ValueError. Swap in the old behaviour (keep 0 bits
+    = black) rather than clamp the policy's magnitude."""
+    for t in getattr(transform, "transforms", []):
+        for op in getattr(t, "ops", []):
+            if "Posterize" in getattr(op, "name", ""):
+                op.aug_fn = _posterize_any_bits
+
+
 def build_augment(data_cfg, image_size: int, mean: Sequence[float], std: Sequence[float]) -> Augment:
     """The training transform that ``data_cfg.transform`` names, at ``image_size`` px."""
     kind = data_cfg.transform
@@ -77,5 +98,6 @@ def build_augment(data_cfg, image_size: int, mean: Sequence[float], std: Sequenc
                               color_jitter=float(data_cfg.color_jitter), auto_augment=data_cfg.auto_augment,
                               interpolation="bicubic", re_prob=float(data_cfg.re_prob), re_mode="pixel",
                               re_count=1, mean=tuple(mean), std=tuple(std))
+        _guard_posterize(tf)
         return SeededGlobal(tf)
     raise ValueError(f"data.transform must be one of {', '.join(TRANSFORMS)}, got {kind!r}")

@@ -146,10 +146,10 @@ class LabelledDataset(Dataset):
     def __len__(self) -> int:
         return len(self.images)
 
-    def _load(self, index: int, rng: np.random.Generator) -> torch.Tensor:
+    def _decode(self, index: int) -> Image.Image:
         with Image.open(self.images.paths[index]) as im:
             im.load()
-            return self.augment(im.convert("RGB") if im.mode != "RGB" else im, rng)
+            return im.convert("RGB") if im.mode != "RGB" else im.copy()
 
     def __getitem__(self, item: Tuple[int, int, int]):
         pos, index, end = item
@@ -157,11 +157,14 @@ class LabelledDataset(Dataset):
         for attempt in range(MAX_REPLACEMENTS + 1):
             rng = np.random.default_rng([self.seed, 17, pos] + ([attempt] if attempt else []))
             try:
-                return self._load(index, rng), int(self.images.labels[index]), skips, end
+                image = self._decode(index)
             except (OSError, ValueError, SyntaxError) as exn:  # PIL's errors for truncated / corrupt files
                 reason = "missing_image" if isinstance(exn, FileNotFoundError) else "bad_image"
                 skips.append(Skipped(reason, self.images.name, self.images.paths[index], str(exn)[:200]))
                 index = int(np.random.default_rng([self.seed, 23, pos, attempt]).integers(len(self.images)))
+                continue
+            # outside the try: an error of the transform itself is a bug to see, not a bad image
+            return self.augment(image, rng), int(self.images.labels[index]), skips, end
         raise RuntimeError(f"{self.images.name}: {MAX_REPLACEMENTS + 1} images in a row could not be read, e.g. "
                            f"{skips[-1].key} ({skips[-1].detail}); check the dataset")
 
@@ -189,5 +192,8 @@ def make_labelled_loader(images: LabelledImages, augment, batch_size: int, seed:
     kwargs: Dict[str, Any] = {}
     if num_workers > 0:
         kwargs.update(prefetch_factor=2, persistent_workers=False)
+    # an own generator: the workers' base seed must not be drawn from the global torch RNG, whose
+    # state the checkpoint restores (it drives drop-path)
     return DataLoader(LabelledDataset(images, augment, seed), batch_sampler=sampler, num_workers=num_workers,
-                      collate_fn=_Collate(rank), pin_memory=pin_memory, **kwargs)
+                      collate_fn=_Collate(rank), pin_memory=pin_memory,
+                      generator=torch.Generator().manual_seed(seed), **kwargs)
