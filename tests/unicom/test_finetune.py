@@ -75,6 +75,11 @@ def test_init_from_an_export_and_a_mismatch_names_both_sides(tmp_path, capsys):
     assert all(torch.equal(model.state_dict()[k], saved[k]) for k in saved)
     # --model sets model.init_from; training starts from those weights
     assert run("--dataset", "csv", "--data-root", csv_file, "--model", start, "--output", tmp_path / "b", *FAST) == 0
+    # model.name null: the architecture comes from --model (the custom preset's way)
+    cfg = load_config(str(ROOT / "configs" / "finetune" / "custom.yaml"),
+                      [f"model.init_from={start}", "head.feature_sample_dim=16"])
+    model = build_backbone(cfg)
+    assert model.config.width == 64 and all(torch.equal(model.state_dict()[k], saved[k]) for k in saved)
     # a different architecture: the error names both sides
     rc = run("--dataset", "csv", "--data-root", csv_file, "--model", start, "--output", tmp_path / "c",
              "model.name=ViT-Tiny/16@64", *FAST)

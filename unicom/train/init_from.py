@@ -52,6 +52,21 @@ def _describe_vit(cfg) -> str:
             f"heads {cfg.heads}, embed {cfg.embed_dim}")
 
 
+def source_vit_config(source: str):
+    """The ``ViTConfig`` of the encoder at ``source`` (for ``model.name: null``: the
+    architecture is taken from ``model.init_from``)."""
+    from ..models.vit import ViTConfig
+    from ..pretrained.arch import infer_vit_config
+
+    kind, state, record = read_source(source)
+    if record is not None:
+        arch = record.get("arch", {})
+        if arch.get("type") != "unicom_vit":
+            raise ValueError(f"{_source_label(source, kind)} is an encoder of type {arch.get('type')!r}, not a Unicom ViT")
+        return ViTConfig(**arch["config"])
+    return infer_vit_config(state, source=source)
+
+
 def init_unicom_vit(model: nn.Module, source: str, model_name: Any = None) -> None:
     """Copy the weights of ``source`` into the Unicom ViT ``model`` (see the module docstring)."""
     from ..models.vit import ViTConfig

@@ -19,7 +19,14 @@ def build_backbone(cfg: Config) -> nn.Module:
         from ..models.vit import build_vit
 
         overrides = {"embed_dim": int(m.embed_dim)} if m.embed_dim else {}
-        model = build_vit(m.name, drop_path_rate=float(m.drop_path), grad_checkpointing=bool(m.grad_checkpointing),
+        name = m.name
+        if name in (None, "auto"):  # the architecture of the encoder to start from
+            if not m.init_from:
+                raise ValueError("model.name is null: give model.init_from (--model) to take the architecture from")
+            from .init_from import source_vit_config
+
+            name = source_vit_config(str(m.init_from))
+        model = build_vit(name, drop_path_rate=float(m.drop_path), grad_checkpointing=bool(m.grad_checkpointing),
                           **overrides)
         if m.init_from:
             from .init_from import init_unicom_vit
