@@ -109,3 +109,41 @@ def test_eval_every_epoch_writes_eval_csv_plot_best_and_last(tmp_path):
     assert step["benchmark"] == "csv" and step["sizes"]["queries"] == 3
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["eval"]["evaluations"] == 2
+
+
+def test_train_transforms_are_functions_of_the_generator_and_leave_global_rng_alone():
+    import random
+
+    from PIL import Image
+
+    from unicom.train.augment import build_augment
+    from unicom.train.config import load_config
+
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 48, 3), dtype=np.uint8))
+    for kind in ("timm", "origin_clip", "crop_flip"):
+        cfg = load_config(TINY, [f"data.transform={kind}"])
+        aug = build_augment(cfg.data, 32, (0.5,) * 3, (0.5,) * 3)
+        random.seed(5)
+        torch.manual_seed(5)
+        before = (random.random(), torch.rand(1).item())
+        random.seed(5)
+        torch.manual_seed(5)
+        outs = [aug(image, np.random.default_rng([1, k])) for k in (0, 0, 1, 2, 3)]
+        assert (random.random(), torch.rand(1).item()) == before  # the caller's RNGs did not move
+        assert outs[0].shape == (3, 32, 32) and torch.equal(outs[0], outs[1])
+        differ = any(not torch.equal(outs[0], o) for o in outs[2:])
+        assert differ == (kind != "origin_clip"), kind  # origin_clip is CLIP's fixed preprocessing
+
+
+def test_timm_transform_is_timms_own_factory():
+    from timm.data.auto_augment import RandAugment
+    from timm.data.random_erasing import RandomErasing
+
+    from unicom.train.augment import build_augment
+    from unicom.train.config import load_config
+
+    aug = build_augment(load_config(TINY, []).data, 32, (0.5,) * 3, (0.5,) * 3)
+    parts = aug.transform.transforms
+    assert any(isinstance(t, RandAugment) for t in parts)
+    erasing = [t for t in parts if isinstance(t, RandomErasing)]
+    assert erasing and erasing[0].probability == 0.25

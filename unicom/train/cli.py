@@ -34,13 +34,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="YAML preset (configs/*.yaml); defaults apply where it is silent")
     p.add_argument("--dataset", default="shards", help="the labelled training source: shards (LAION-style, with "
                    "--labels or --label-key), sop, inshop, inaturalist, cub, cars, gldv2 (the train split of the official "
-                   "layout under --data-root), image_folder (DIR/<class>/<image>) or csv (path,label[,split] rows)")
+                   "layout under --data-root), image_folder (DIR/<class>/<image>) or csv (path,label[,split] rows); default: shards")
     p.add_argument("--data", help="shards: brace pattern 'data/{00000..00099}.tar', a directory or a list file "
                    "(image_folder / csv: the folder or CSV file, same as --data-root)")
     p.add_argument("--data-root", help="the dataset's unpacked root for --dataset sop|inshop|…|gldv2 (the folder "
                    "or CSV file for image_folder / csv); also the default --data-root of the evaluation")
     p.add_argument("--labels", help="shards: the labels dir from `make cluster` (OUT/labels; its sibling "
-                   "OUT/features holds the keys)")
+                   "OUT/features holds the keys); default: none")
     p.add_argument("--label-key", help="shards: read each sample's class id from this field of its json (e.g. "
                    "concept_id on the sample set) instead of --labels")
     p.add_argument("--model", help="start from this Unicom encoder (sets model.init_from): a released name "
@@ -48,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "model.type=open_clip an open_clip weights file")
     p.add_argument("--eval-every", type=float, default=None, metavar="N", help="evaluate every N epochs and at the end "
                    "(sets eval.every; default: the config's, 0 = off); RUN/export/ then holds the best encoder")
-    p.add_argument("--benchmark", help="the benchmark evaluated while training (default: --dataset's test split)")
+    p.add_argument("--benchmark", help="the benchmark evaluated while training (sets eval.benchmark; default: --dataset's test split)")
     p.add_argument("--output", required=True, help="run dir (config.yaml, log.csv, checkpoints/, export/)")
     p.add_argument("--resume", action="store_true", help="continue from RUN/checkpoints/latest (starts fresh when "
                    "there is none)")
