@@ -75,6 +75,11 @@ def test_init_from_an_export_and_a_mismatch_names_both_sides(tmp_path, capsys):
     assert all(torch.equal(model.state_dict()[k], saved[k]) for k in saved)
     # --model sets model.init_from; training starts from those weights
     assert run("--dataset", "csv", "--data-root", csv_file, "--model", start, "--output", tmp_path / "b", *FAST) == 0
+    # an official-style .pt (a plain fp16 state dict): the architecture is inferred from the shapes
+    pt = tmp_path / "tiny.pt"
+    torch.save({k: v.half() for k, v in saved.items()}, pt)
+    model = build_backbone(load_config(TINY, [f"model.init_from={pt}"]))
+    assert all(torch.equal(model.state_dict()[k], saved[k].half().float()) for k in saved)
     # model.name null: the architecture comes from --model (the custom preset's way)
     cfg = load_config(str(ROOT / "configs" / "finetune" / "custom.yaml"),
                       [f"model.init_from={start}", "head.feature_sample_dim=16"])

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -91,6 +92,7 @@ def test_mixed_sources_have_disjoint_class_ranges_and_their_weights(sample_set, 
     assert abs(counts[0] / 40 - 0.6) < 0.2
 
 
+@pytest.mark.slow  # two unicom-eval subprocesses: ~40 s on the shared 2-core CPU
 def test_eval_every_epoch_writes_eval_csv_plot_best_and_last(tmp_path):
     csv_file = trees.csv_list(tmp_path / "csv", classes=3, per_class=4)  # 9 train rows, 3 test rows
     assert run("--dataset", "csv", "--data-root", csv_file, "--output", tmp_path / "run", "--eval-every", "1",
