@@ -4,6 +4,7 @@
     python benchmarks/train_throughput.py --quick          # fewer steps (a smoke run)
     python benchmarks/train_throughput.py --device cuda    # + ViT-B/32 with 1M classes (r = 0.1, bf16)
     python benchmarks/train_throughput.py --device cuda --rows b32-1m --batch 512
+    python benchmarks/train_throughput.py --finetune       # end to end: the tiny fine-tuning preset on an image folder
 
 A step is what ``unicom.train.loop`` does: backbone forward, the Partial FC head's forward and
 backward (embeddings gathered, sampled centres, distributed softmax), backbone backward (split at
@@ -37,6 +38,9 @@ ROWS = {
     # the same backbone with a LAION-sized head (1M classes, r = 0.1): where the head starts to matter
     "demo-1m-cpu": ("configs/demo.yaml", ["head.sample_rate=0.1"], 1_000_000, None),
     "b32-1m": ("configs/vit_b32_laion400m.yaml", ["model.grad_checkpointing=false"], 1_000_000, 256),
+    # fine-tuning: the official SOP ViT-B/32 recipe (11,318 SOP training classes, every centre, batch 64);
+    # random init here (model.init_from=null): the step costs the same
+    "ft-sop-b32": ("configs/finetune/sop_vit_b32.yaml", ["model.init_from=null"], 11_318, 64),
 }
 
 
@@ -118,6 +122,42 @@ def run_row(name: str, device_name: str, steps: int, warmup: int, batch=None, pr
     return row
 
 
+def finetune_row(steps: int, batch: int, workers: int) -> dict:
+    """End to end (reading JPEGs, timm's RandAugment, the step, logging): ``unicom-train --dataset
+    image_folder`` with configs/finetune/tiny.yaml on a generated folder (50 classes × 20 images of
+    64 px); images/s is the median of log.csv's per-step rows after the first 3 steps."""
+    import tempfile
+
+    import numpy as np
+    from PIL import Image
+
+    from unicom.train.cli import main as train_main
+    from unicom.train.run_log import read_log
+
+    with tempfile.TemporaryDirectory() as tmp:
+        rng = np.random.default_rng(0)
+        for c in range(50):
+            (Path(tmp) / "data" / f"c{c:02d}").mkdir(parents=True)
+            for j in range(20):
+                Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(
+                    Path(tmp) / "data" / f"c{c:02d}" / f"{j}.jpg")
+        rc = train_main(["--config", str(ROOT / "configs" / "finetune" / "tiny.yaml"), "--dataset", "image_folder",
+                         "--data-root", str(Path(tmp) / "data"), "--output", str(Path(tmp) / "run"),
+                         f"train.max_steps={steps + 3}", f"data.batch_size={batch}", f"data.num_workers={workers}"])
+        if rc != 0:
+            raise RuntimeError("the fine-tuning run failed")
+        rows = read_log(Path(tmp) / "run")[3:]
+    ips = statistics.median(r["images_per_s"] for r in rows)
+    return {"row": "finetune-tiny-e2e", "device": "cpu", "device_name": _device_name_cpu(), "classes": 50,
+            "batch": batch, "workers": workers, "steps": len(rows), "images_per_s": ips,
+            "data_time_s": statistics.median(r["data_time_s"] for r in rows),
+            "step_s": statistics.median(r["step_time_s"] for r in rows), "transform": "timm (rand-m9-mstd0.5-inc1)"}
+
+
+def _device_name_cpu() -> str:
+    return platform.processor() or platform.machine()
+
+
 def _device_name(device) -> str:
     import torch
 
@@ -136,8 +176,18 @@ def main(argv=None) -> int:
     p.add_argument("--precision", default=None, help="CUDA autocast: bf16 | fp16 | fp32 (default: the config's)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: the config's train.threads)")
     p.add_argument("--quick", action="store_true", help="a few steps only")
+    p.add_argument("--finetune", action="store_true", help="only the end-to-end row of the tiny fine-tuning preset "
+                   "(configs/finetune/tiny.yaml, an image folder, timm's RandAugment) on the CPU")
     p.add_argument("--out", default=str(ROOT / "runs" / "bench"))
     args = p.parse_args(argv)
+    if args.finetune:
+        r = finetune_row(args.steps or (5 if args.quick else 20), args.batch or 32, 1)
+        print(f"{r['row']}: {r['images_per_s']:.1f} images/s (batch {r['batch']}, {r['workers']} loader worker, "
+              f"step {r['step_s']:.3f} s, data wait {r['data_time_s']:.3f} s) on {r['device_name']}")
+        from unicom.atomic_io import write_json
+
+        write_json(Path(args.out) / "finetune_throughput.json", r)
+        return 0
     rows = args.rows or (["demo-cpu", "demo-1m-cpu"] if args.device == "cpu" else ["demo-cpu", "b32-1m"])
     steps = args.steps or (5 if args.quick else 20)
     results = []

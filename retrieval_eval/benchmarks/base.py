@@ -1,73 +1,28 @@
-"""What a loaded benchmark is (image sets plus ground truth) and the helpers every loader shares:
-finding the dataset directory and the error a missing file raises."""
+"""What a loaded benchmark is (image sets plus ground truth). The layout helpers (finding the
+dataset directory, the error a missing file raises) come from ``unicom.datasets``."""
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
+
+# The layout helpers live with the readers in unicom.datasets (shared with the trainer).
+from unicom.datasets.base import (IMAGE_EXTENSIONS, DatasetNotFoundError, encode_labels,  # noqa: F401
+                                  find_dataset_dir, list_images, missing_file_error, require_file)
 
 LABELLED = "labelled"     # class labels: Recall@K, MAP@R, R-precision
 REVISITOP = "revisitop"   # easy/hard/junk lists: mAP (Easy/Medium/Hard), mP@k
 GLDV2 = "gldv2"           # relevant index images per query: mAP@100
 PROTOCOLS = (LABELLED, REVISITOP, GLDV2)
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
-
 Box = Tuple[float, float, float, float]
 Item = Any  # a path (str), an in-memory PIL image, or None when only embeddings exist
 
 
-class DatasetNotFoundError(FileNotFoundError):
-    """A file a benchmark needs is missing. The message names the file expected and says where
-    the benchmark is obtained."""
-
-
 class UnreadableDataError(RuntimeError):
     """No usable image is left (none could be read, or all were skipped)."""
-
-
-def missing_file_error(benchmark: str, expected: Sequence[Union[str, Path]], source: str,
-                       hint: str = "") -> DatasetNotFoundError:
-    """Build the error for a missing benchmark file: what was expected, and where to get it."""
-    paths = "\n  ".join(str(p) for p in expected)
-    msg = f"{benchmark}: expected file not found; looked for\n  {paths}\n{benchmark} is obtained from: {source}"
-    if hint:
-        msg += f"\n{hint}"
-    return DatasetNotFoundError(msg)
-
-
-def find_dataset_dir(data_root: Union[str, Path], markers: Sequence[str], subdirs: Sequence[str], benchmark: str,
-                     source: str, hint: str = "") -> Tuple[Path, str]:
-    """Find the directory holding the benchmark: ``data_root`` itself or one of its ``subdirs``
-    (the official archive's top folder, so both ``--data-root /data`` and
-    ``--data-root /data/CUB_200_2011`` work). Returns (directory, the marker found there).
-    Raises ``DatasetNotFoundError`` naming every place looked at."""
-    if data_root is None:
-        raise ValueError(f"{benchmark}: --data-root is required (the directory the dataset was unpacked into)")
-    root = Path(os.path.expanduser(str(data_root)))
-    candidates = [root] + [root / s for s in subdirs]
-    for d in candidates:
-        for m in markers:
-            if (d / m).is_file():
-                return d, m
-    raise missing_file_error(benchmark, [d / m for d in candidates for m in markers], source, hint)
-
-
-def require_file(path: Path, benchmark: str, source: str, hint: str = "") -> Path:
-    """Return ``path`` if it is a file, else raise ``DatasetNotFoundError`` naming it."""
-    if not Path(path).is_file():
-        raise missing_file_error(benchmark, [path], source, hint)
-    return Path(path)
-
-
-def encode_labels(raw: Sequence[Any]) -> Tuple[np.ndarray, List[Any]]:
-    """Map arbitrary labels to int64 ids 0..C-1 (sorted order); returns (ids, names)."""
-    names = sorted(set(raw), key=lambda x: (str(type(x)), x))
-    lookup = {n: i for i, n in enumerate(names)}
-    return np.fromiter((lookup[x] for x in raw), dtype=np.int64, count=len(raw)), names
 
 
 def labelled_image_sets(parts: Dict[str, Sequence[Tuple[str, Any]]]) -> Tuple[Dict[str, "ImageSet"], List[Any]]:
@@ -196,10 +151,3 @@ class Benchmark:
         groups = None if self.query_groups is None else self.query_groups[query_keep]
         return replace(self, queries=queries, gallery=self.gallery.subset(gallery_keep), ground_truth=gt,
                        query_groups=groups)
-
-
-def list_images(folder: Path) -> List[Path]:
-    """Image files directly in ``folder`` (by extension, hidden files such as ``._x.jpg``
-    skipped), sorted by name."""
-    return sorted(p for p in folder.iterdir()
-                  if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith("."))

@@ -6,50 +6,39 @@
 * A header row (``path,label,split``) is optional. Labels may be any strings.
 * Relative paths are resolved against the CSV file's directory.
 
-``--data-root`` is the CSV file, or a directory holding ``list.csv``.
+``--data-root`` is the CSV file, or a directory holding ``list.csv``. The file is read by
+``unicom.datasets.csv_list`` (shared with the trainer, which takes the ``train`` rows).
 """
 from __future__ import annotations
 
-import csv
-from pathlib import Path
+from unicom.datasets import csv_list as reader
+from unicom.datasets.base import LabelledList
+from unicom.datasets.csv_list import NAME, SOURCE  # noqa: F401
 
-from .base import LABELLED, Benchmark, labelled_image_sets, missing_file_error
+from .base import LABELLED, Benchmark, labelled_image_sets
 
-NAME = "csv"
-SOURCE = "your own list: a CSV file of path,label,split rows (split: query, gallery or test)"
-ALL_SPLITS = ("test", "eval", "all", "")
+
+def _merge_in_file_order(a: LabelledList, b: LabelledList) -> LabelledList:
+    """Rows without a split are test rows for the evaluation: merge them with the ``test``
+    rows, in the order of the file (the order precomputed ``--embeddings`` follow)."""
+    merged = LabelledList(a.name, "all", a.root, origins=[], source=a.source, info=a.info)
+    rows = [(r, i) for r in (a, b) for i in range(len(r))]
+    for r, i in sorted(rows, key=lambda t: int(t[0].origin(t[1]).rsplit(":", 1)[1])):
+        merged.add(r.paths[i], r.labels[i], r.origin(i))
+    return merged
 
 
 def load(data_root, **_) -> Benchmark:
-    if data_root is None:
-        raise ValueError(f"{NAME}: --data-root is required (the CSV file)")
-    path = Path(data_root).expanduser()
-    if path.is_dir():
-        path = path / "list.csv"
-    if not path.is_file():
-        raise missing_file_error(NAME, [path], SOURCE)
-    rows = {"query": [], "gallery": [], "all": []}
-    with open(path, newline="") as f:
-        for n, row in enumerate(csv.reader(f)):
-            if not row or (n == 0 and [c.strip().lower() for c in row[:2]] == ["path", "label"]):
-                continue
-            if len(row) < 2:
-                raise ValueError(f"{path}:{n + 1}: expected path,label[,split], got {row!r}")
-            split = row[2].strip().lower() if len(row) > 2 else ""
-            target = "all" if split in ALL_SPLITS else split
-            if target == "train":
-                continue
-            if target not in rows:
-                raise ValueError(f"{path}:{n + 1}: unknown split {split!r}; use query, gallery, test or train")
-            p = Path(row[0].strip())
-            rows[target].append((str(p if p.is_absolute() else path.parent / p), row[1].strip()))
-    if rows["all"] and (rows["query"] or rows["gallery"]):
+    parts = reader.read(data_root)
+    path = reader.locate(data_root)
+    rows = {"query": parts["query"], "gallery": parts["gallery"], "all": _merge_in_file_order(parts["all"], parts[""])}
+    if len(rows["all"]) and (len(rows["query"]) or len(rows["gallery"])):
         raise ValueError(f"{path}: mixes 'test' rows with 'query'/'gallery' rows; use one scheme")
-    if not rows["all"] and not (rows["query"] and rows["gallery"]):
+    if not len(rows["all"]) and not (len(rows["query"]) and len(rows["gallery"])):
         raise ValueError(f"{path}: no evaluation rows (need 'test' rows, or both 'query' and 'gallery' rows)")
-    order = ["all"] if rows["all"] else ["query", "gallery"]
-    sets, names = labelled_image_sets({k: rows[k] for k in order})
+    order = ["all"] if len(rows["all"]) else ["query", "gallery"]
+    sets, names = labelled_image_sets({k: list(zip(rows[k].paths, rows[k].labels)) for k in order})
     info = {"list": str(path), "class_names": names}
-    if rows["all"]:
+    if len(rows["all"]):
         return Benchmark(NAME, LABELLED, sets["all"], source=SOURCE, info=info)
     return Benchmark(NAME, LABELLED, sets["query"], sets["gallery"], source=SOURCE, info=info)

@@ -107,7 +107,7 @@ def load_encoder(name_or_path: PathOrName, device: Optional[Union[str, torch.dev
                   "image_size": cfg.image_size, "mean": list(CLIP_MEAN), "std": list(CLIP_STD), "extra": {}}
         weights = path
     else:
-        record, weights = _read_dir_record(kind, path)
+        record, weights = read_dir_record(kind, path)
         state = clean_state_dict(read_state_dict(weights))
     check_finite_state(state, str(weights))  # a diverged run's weights would embed everything as NaN
     model, size = _build_and_fill(record, state, image_size, str(weights))
@@ -166,7 +166,7 @@ def _classify_dir(d: Path) -> Tuple[str, Path]:
         f"'{layout.LATEST_FILE}') or a run directory (with {layout.CHECKPOINTS_DIR}/)")
 
 
-def _read_dir_record(kind: str, d: Path) -> Tuple[Dict[str, Any], Path]:
+def read_dir_record(kind: str, d: Path) -> Tuple[Dict[str, Any], Path]:
     if kind == "export":
         record = read_export_config(d)
         weights = d / MODEL_FILE

@@ -1,7 +1,11 @@
-"""``unicom-train``: train a Unicom encoder on clustered shards.
+"""``unicom-train``: train a Unicom encoder on clustered shards, or fine-tune one on labelled data.
 
     python -m unicom.train.cli --config configs/demo.yaml --data 'data/{00000..00005}.tar' \
         --labels runs/cluster/labels --output runs/train [--resume] [section.key=value ...]
+    python -m unicom.train.cli --config configs/finetune/sop_vit_b32.yaml --dataset sop \
+        --data-root /data/Stanford_Online_Products --model ViT-B/32 --eval-every 1 --output runs/sop
+    python -m unicom.train.cli --dataset shards --data data/sample/shards --label-key concept_id \
+        --config configs/demo.yaml --output runs/supervised
 
 Run it under ``torchrun`` for several processes (one per GPU, and across nodes); a single
 process needs no launcher. Overrides are dotted ``section.key=value`` pairs, given bare or after
@@ -30,7 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     from .config import describe_defaults
 
     p = argparse.ArgumentParser(prog=PROG, description="Train a Unicom encoder (dual partial selection "
-                                "margin softmax over pseudo classes) on LAION-style shards.",
+                                "margin softmax) on pseudo-labelled LAION-style shards, or fine-tune one on labelled "
+                                "data (--dataset, --model).",
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog="Overrides: section.key=value, e.g. optim.lr=5e-4 data.batch_size=256 "
                                 "train.precision=fp16.\nEvery key and its built-in default (a --config preset "
@@ -39,15 +44,29 @@ def build_parser() -> argparse.ArgumentParser:
                                 "4 the output dir already holds a run (use --resume), 5 another job is using "
                                 "the output dir.")
     p.add_argument("--config", help="YAML preset (configs/*.yaml); defaults apply where it is silent")
-    p.add_argument("--data", required=True, help="shards: brace pattern 'data/{00000..00099}.tar', a directory or a "
-                   "list file")
-    p.add_argument("--labels", required=True, help="labels dir from `make cluster` (OUT/labels; its sibling "
-                   "OUT/features holds the keys)")
+    p.add_argument("--dataset", default="shards", help="the labelled training source: shards (LAION-style, with "
+                   "--labels or --label-key), sop, inshop, inaturalist, cub, cars, gldv2 (the train split of the official "
+                   "layout under --data-root), image_folder (DIR/<class>/<image>) or csv (path,label[,split] rows); default: shards")
+    p.add_argument("--data", help="shards: brace pattern 'data/{00000..00099}.tar', a directory or a list file "
+                   "(image_folder / csv: the folder or CSV file, same as --data-root)")
+    p.add_argument("--data-root", help="the dataset's unpacked root for --dataset sop|inshop|…|gldv2 (the folder "
+                   "or CSV file for image_folder / csv); also the default --data-root of the evaluation")
+    p.add_argument("--labels", help="shards: the labels dir from `make cluster` (OUT/labels; its sibling "
+                   "OUT/features holds the keys); default: none")
+    p.add_argument("--label-key", help="shards: read each sample's class id from this field of its json (e.g. "
+                   "concept_id on the sample set) instead of --labels")
+    p.add_argument("--model", help="start from this Unicom encoder (sets model.init_from): a released name "
+                   "(ViT-B/32, ViT-B/16, ViT-L/14, ViT-L/14@336px), an official .pt, an export/ dir; for "
+                   "model.type=open_clip an open_clip weights file")
+    p.add_argument("--eval-every", type=float, default=None, metavar="N", help="evaluate every N epochs and at the end "
+                   "(sets eval.every; default: the config's, 0 = off); RUN/export/ then holds the best encoder")
+    p.add_argument("--benchmark", help="the benchmark evaluated while training (sets eval.benchmark; default: --dataset's test split)")
     p.add_argument("--output", required=True, help="run dir (config.yaml, log.csv, checkpoints/, export/)")
     p.add_argument("--resume", action="store_true", help="continue from RUN/checkpoints/latest (starts fresh when "
                    "there is none; a damaged latest falls back to the previous complete checkpoint)")
     p.add_argument("--allow-changed-inputs", action="store_true", help="with --resume: continue although the "
-                   "shards or labels differ from those the run started with (default: refuse)")
+                   "training inputs (shards, labels, or the --dataset files and --label-key) differ from those the run started "
+                   "with (default: refuse)")
     p.add_argument("--log-level", default="INFO", help="logging level of the trainer's messages (default: INFO)")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="config override (repeatable); bare KEY=VALUE arguments work too")
@@ -75,6 +94,40 @@ def _print_summary(summary: Dict[str, Any]) -> None:
         print(f"stopped at step {summary['step']} of {summary['total_steps']}; continue with --resume", flush=True)
 
 
+def apply_source_flags(cfg, args) -> None:
+    """Copy the source, encoder and evaluation flags into ``cfg`` and check that they fit
+    together (one-line errors, before anything heavy runs)."""
+    from ..datasets import canonical_name, training_datasets
+
+    dataset = canonical_name(args.dataset)
+    if dataset != "shards" and dataset not in training_datasets():
+        raise ValueError(f"--dataset {args.dataset!r} is unknown; use shards, {', '.join(training_datasets())}")
+    cfg.run.dataset, cfg.run.data_root, cfg.run.label_key = dataset, args.data_root, args.label_key
+    if dataset == "shards":
+        if not args.data:
+            raise ValueError("--dataset shards needs --data (shards: a brace pattern, a directory or a list file)")
+        if bool(args.labels) == bool(args.label_key):
+            raise ValueError("--dataset shards needs exactly one of --labels (OUT/labels from `make cluster`) or "
+                             "--label-key FIELD (a class id in each sample's json)")
+    else:
+        if args.labels or args.label_key:
+            raise ValueError(f"--labels / --label-key are for --dataset shards; --dataset {dataset} brings its labels")
+        if args.data and dataset in ("csv", "image_folder") and not args.data_root:
+            cfg.run.data_root = args.data
+        elif args.data:
+            raise ValueError(f"--dataset {dataset} reads --data-root (the dataset's root), not --data")
+        if not cfg.run.data_root:
+            raise ValueError(f"--dataset {dataset} needs --data-root (the directory the dataset was unpacked into)")
+    if args.model:
+        cfg.model.init_from = args.model
+    if args.eval_every is not None:
+        cfg.eval.every = args.eval_every
+    if args.benchmark:
+        cfg.eval.benchmark = args.benchmark
+    if cfg.eval.every < 0:
+        raise ValueError("--eval-every must be ≥ 0 epochs")
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     from .config import load_config
@@ -82,6 +135,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         _setup_logging(args.log_level)
         cfg = load_config(args.config, list(args.sets) + list(args.overrides))
+        apply_source_flags(cfg, args)
     except (ValueError, FileNotFoundError) as exn:
         return fail(PROG, exn)
     from tqdm.contrib.logging import logging_redirect_tqdm

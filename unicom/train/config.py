@@ -97,6 +97,14 @@ class DataConfig:
     mean: List[float] = field(default_factory=lambda: list(CLIP_MEAN))
     std: List[float] = field(default_factory=lambda: list(CLIP_STD))
     features_dir: Optional[str] = None     # None: the labels dir's sibling "features"
+    transform: str = "crop_flip"           # crop_flip | origin_clip | timm (unicom/train/augment.py)
+    auto_augment: Optional[str] = "rand-m9-mstd0.5-inc1"  # timm: RandAugment policy (official recipes)
+    color_jitter: float = 0.4              # timm: colour jitter (ignored by timm while RandAugment is on)
+    re_prob: float = 0.25                  # timm: random-erasing probability
+    num_classes: Optional[int] = None      # labelled sources: head size (None: from the labels)
+    check_files: bool = True               # labelled sources: every listed image must exist (checked up front)
+    source_weight: float = 1.0             # mixed runs: sampling weight of the command line's source
+    sources: List[Dict[str, Any]] = field(default_factory=list)  # mixed runs: more sources (docs/training.md)
 
 
 @dataclass
@@ -119,12 +127,29 @@ class TrainConfig:
 
 
 @dataclass
+class EvalConfig:
+    """Evaluation while training (``unicom/train/eval_hook.py``): every ``every`` epochs the
+    current encoder is exported to RUN/export-last and ``unicom-eval`` runs on ``benchmark``."""
+
+    every: float = 0.0                     # epochs between evaluations; 0: off
+    benchmark: Optional[str] = None        # None: the --dataset name (its test split)
+    data_root: Optional[str] = None        # None: the --data-root
+    batch_size: int = 128
+    workers: int = 2
+    device: Optional[str] = None           # None: the training device
+    timeout_s: Optional[float] = None      # a hanging evaluation is stopped after this long (None: no limit)
+
+
+@dataclass
 class RunPaths:
     """Where the run reads and writes; filled from the command line."""
 
     data: Optional[str] = None
     labels: Optional[str] = None
     output: Optional[str] = None
+    dataset: str = "shards"                # shards | sop | inshop | inaturalist | cub | cars | gldv2 | image_folder | csv
+    data_root: Optional[str] = None        # the labelled dataset's root (or CSV file)
+    label_key: Optional[str] = None        # shards: read the label from each sample's json field
 
 
 @dataclass
@@ -135,6 +160,7 @@ class Config:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
     run: RunPaths = field(default_factory=RunPaths)
 
     def to_dict(self) -> Dict[str, Any]:
@@ -207,6 +233,10 @@ def coerce(value: Any, hint: Any, key: str) -> Any:
         if value is None:
             return None
         return coerce(value, next(a for a in args if a is not type(None)), key)
+    if origin in (dict, Dict):
+        if not isinstance(value, dict):
+            raise ValueError(f"config key {key} expects a mapping, got {value!r}")
+        return dict(value)
     if origin in (list, List):
         if not isinstance(value, (list, tuple)):
             raise ValueError(f"config key {key} expects a list, got {value!r}")
@@ -300,6 +330,12 @@ def validate(cfg: Config) -> None:
         raise ValueError("data.epochs must be > 0 (or set train.max_steps)")
     if cfg.train.max_nonfinite < 1:
         raise ValueError("train.max_nonfinite must be ≥ 1")
+    if cfg.data.transform not in ("crop_flip", "origin_clip", "timm"):
+        raise ValueError(f"data.transform must be crop_flip, origin_clip or timm, got {cfg.data.transform!r}")
+    if cfg.data.num_classes is not None and cfg.data.num_classes < 1:
+        raise ValueError("data.num_classes must be ≥ 1 (or null: taken from the labels)")
+    if cfg.eval.every < 0:
+        raise ValueError("eval.every must be ≥ 0 epochs (0: off)")
     if len(cfg.data.crop_scale) != 2 or len(cfg.data.crop_ratio) != 2:
         raise ValueError("data.crop_scale and data.crop_ratio take two numbers [lo, hi]")
 

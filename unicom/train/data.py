@@ -104,6 +104,11 @@ class LabelIndex:
         self._cache[name] = table
         return table
 
+    def label_for(self, raw: Dict[str, Any], shard: str, key: str) -> Optional[int]:
+        """The label of one raw record (by shard name and key), or None."""
+        table = self.shard_labels(shard)
+        return None if table is None else table.get(key)
+
     def check_shards(self, shards: Sequence[str]) -> List[str]:
         """Return the shards that have no labels (their samples will count as ``no_label``);
         raise if none of them has any."""
@@ -208,7 +213,8 @@ class Batch:
     labels: torch.Tensor           # [B] int64
     skips: List[Skipped]           # records skipped while this batch was filled
     stream: int                    # the stream it came from
-    cursor: Tuple[int, int, int]   # that stream's position after this batch
+    cursor: Tuple[int, ...]        # that stream's position after this batch
+    source: int = 0                # mixed runs: the index of the source it came from
 
     def pin_memory(self):
         self.images = self.images.pin_memory()
@@ -310,8 +316,7 @@ class TrainStream(IterableDataset):
         if isinstance(raw, Skipped):
             return raw
         key, shard = raw.get("__key__", "?"), shard_name(raw.get("__url__", "?"))
-        table = self.labels.shard_labels(shard)
-        label = None if table is None else table.get(key)
+        label = self.labels.label_for(raw, shard, key)  # LabelIndex, or json_labels.JsonLabels (--label-key)
         if label is None:
             return Skipped("no_label", shard, key)
         sample = to_sample(raw, need_image=True, need_caption=False, decode=True)

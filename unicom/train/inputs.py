@@ -5,7 +5,9 @@ A fingerprint is a dict of *entries*, one per input source. Each entry maps an i
 name, or a value such as ``num_classes``) to a JSON value describing it (a size, a digest, a
 number). ``RUN/inputs.json`` holds the fingerprint of the inputs the run started with.
 ``fingerprint_changes`` compares two fingerprints item by item, so any data source can add its
-own entry (``shard_entry`` and ``label_entry`` are the clustered-shards source's).
+own entry (``shard_entry`` and ``label_entry`` are the clustered-shards source's, ``json_label_entry``
+the one of labels read from a json field, ``labelled_entry`` a labelled layout's; the sources in
+``sources.py`` assemble them).
 """
 from __future__ import annotations
 
@@ -115,6 +117,30 @@ def clustered_inputs(shards: Sequence[str], label_index) -> Dict[str, Entry]:
     return {"shards": shard_entry(shards), "labels": label_entry(label_index, shards)}
 
 
+def json_label_entry(labels) -> Entry:
+    """Labels read from a json field (``--label-key``): the field, K and a digest of the class
+    sizes counted by the scan (they change when any sample's label does)."""
+    sizes = np.ascontiguousarray(labels.class_sizes, dtype=np.int64)
+    return {"label_key": labels.field, "num_classes": labels.num_classes,
+            "class_sizes": hashlib.blake2b(sizes.tobytes(), digest_size=16).hexdigest()}
+
+
+def labelled_entry(dataset: str, data_root: str, images) -> Entry:
+    """A labelled layout's train list (``--dataset``): the dataset, its root, the number of
+    images, a digest of the (path, class id) list and, for a CSV, the file's size and digest."""
+    h = hashlib.blake2b(digest_size=16)
+    for path, label in zip(images.paths, images.labels.tolist()):
+        h.update(f"{path}\t{label}\n".encode())
+    entry: Entry = {"dataset": dataset, "data_root": str(Path(data_root).expanduser().resolve()),
+                    "num_classes": images.num_classes, "images": len(images.paths), "list_digest": h.hexdigest()}
+    if dataset == "csv":
+        from ..datasets.csv_list import locate
+
+        csv_file = locate(data_root)
+        entry.update(csv_size=csv_file.stat().st_size, csv_digest=file_digest(csv_file))
+    return entry
+
+
 def fingerprint_changes(old: Mapping[str, Entry], new: Mapping[str, Entry]) -> List[str]:
     """What differs between two fingerprints, one phrase per entry, e.g.
     ``"labels: 00000.npy changed, 1 added (00007.npy)"``."""
@@ -161,7 +187,7 @@ def check_resume_inputs(run_dir: Path, entries: Mapping[str, Entry], allow_chang
     if changes and not allow_changed:
         raise InputsChangedError(
             f"--resume: the inputs of {run_dir} changed since the run started ({'; '.join(changes)}). Resuming "
-            "would continue on different data (re-clustered labels scramble the classes). Start a new run with "
+            "would continue on different data (re-clustered or edited labels scramble the classes). Start a new run with "
             "another --output, or pass --allow-changed-inputs to continue with the new inputs")
     if changes:
         log.warning("continuing %s with changed inputs (--allow-changed-inputs): %s", run_dir, "; ".join(changes))

@@ -41,20 +41,25 @@ from ..formats import checkpoint as layout
 from ..run_lock import lock_output_dir
 from ..wds_reader import SkipCounter
 from . import checkpoint as ckpt
+from .augment import build_augment
 from .config import Config
-from .data import DataPosition, SeededAugment, ShardPlan, make_loader
+from .eval_hook import EvalHook
 from .meter import WindowMeter
 from .model import unwrap
 from .resume import RunState, Start, fresh_start, resume_candidates, resume_start
 from .run_log import RunLogger, plot_loss
-from .setup import (RunParts, build_head, build_model, configure_runtime, on_main, planned_samples, prepare_inputs,
-                    record_run, samples_per_epoch)
+from .setup import RunParts, build_head, build_model, configure_runtime, planned_samples, record_run, samples_per_epoch
+from .sources import build_training_data, on_main
 from .step import LossHook, StepTimes, all_finite, forward_backward, train_step
 
 log = logging.getLogger(__name__)
 
 __all__ = ["train", "RunHooks", "NonFiniteLossError", "RunExistsError", "build_head", "forward_backward",
            "planned_samples", "RunState", "StepTimes"]
+
+
+def _opt_str(value: Optional[str]) -> Optional[str]:
+    return None if value is None else str(value)
 
 
 class NonFiniteLossError(RuntimeError):
@@ -85,20 +90,19 @@ class RunHooks:
 # --------------------------------------------------------------------------------------------
 # Before the first step
 # --------------------------------------------------------------------------------------------
-def _setup(cfg: Config, data: str, labels: str, out: Path, resume: bool, allow_changed: bool,
-           ctx: DistContext) -> Tuple[RunParts, Start]:
-    """Build everything and choose where the session starts."""
+def _setup(cfg: Config, out: Path, resume: bool, allow_changed: bool, ctx: DistContext) -> Tuple[RunParts, Start]:
+    """Build everything (the data from ``cfg.run``: ``sources.py``) and choose where the session starts."""
     configure_runtime(cfg, ctx.device)
     has_run = layout.latest_name(layout.checkpoint_root(out)) is not None
     if has_run and not resume:
         raise RunExistsError(f"{out} already holds a training run (checkpoints/latest exists); pass --resume "
                              "to continue it, or choose another --output")
-    shards, label_index = prepare_inputs(cfg, data, labels, ctx)
-    on_main(ctx, record_run, cfg, out, resume, has_run, shards, label_index, allow_changed)
-    built = build_model(cfg, ctx, label_index.num_classes)
+    source = build_training_data(cfg, ctx)  # checks the inputs up front (labels, lists, images)
+    on_main(ctx, record_run, cfg, out, resume, has_run, source, allow_changed)
+    built = build_model(cfg, ctx, source.num_classes)
     global_batch = cfg.data.batch_size * cfg.train.accum_steps * ctx.world_size
-    parts = RunParts(cfg=cfg, ctx=ctx, out=out, shards=shards, label_index=label_index,
-                     global_batch=global_batch, samples_per_epoch=samples_per_epoch(cfg, label_index), **built)
+    parts = RunParts(cfg=cfg, ctx=ctx, out=out, source=source, global_batch=global_batch,
+                     samples_per_epoch=samples_per_epoch(cfg, source), **built)
     candidates = resume_candidates(out) if has_run else []
     start = resume_start(parts, candidates) if candidates else fresh_start(parts)
     return parts, start
@@ -126,6 +130,7 @@ class _Session:
     logger: RunLogger
     encoder: Dict[str, Any]
     hooks: RunHooks
+    evaluator: EvalHook
     loss_hook: Optional[LossHook] = None
     # A checkpoint is *confirmed* once a later step had a finite loss: weights can be finite
     # and still useless (an LR of 1e30 makes them huge; the next forward is NaN).
@@ -137,7 +142,7 @@ class _Session:
         return self.start.state
 
     @property
-    def position(self) -> DataPosition:
+    def position(self) -> Any:
         return self.start.position
 
 
@@ -168,11 +173,7 @@ def _checkpoint_state(s: _Session) -> Tuple[Dict[str, Any], Dict[str, Any]]:
               "nonfinite_steps": state.nonfinite_steps, "overflow_steps": state.overflow_steps,
               "consecutive_nonfinite": state.consecutive_nonfinite, "last_loss": state.last_loss,
               "first_loss": state.first_loss, "num_classes": parts.num_classes, "torch": torch.__version__}
-    cursors: Dict[int, Tuple[int, int, int]] = {}
-    for d in all_gather_object({str(k): list(v) for k, v in pos.cursors.items()}):
-        cursors.update({int(k): tuple(v) for k, v in d.items()})
-    shared["data"] = DataPosition(pos.num_streams, pos.num_workers, pos.world_size, pos.offset, pos.generation,
-                                  pos.batches, cursors).to_dict()
+    shared["data"] = parts.source.position_state(pos)  # a collective: every rank calls it
     shared["skipped"] = _total_skips(s.start.skips).as_dict()
     head_rng = parts.head.rng_state() if hasattr(parts.head, "rng_state") else None
     rank_state = {"rank": parts.ctx.rank, "rng": ckpt.capture_rng(parts.device),
@@ -209,8 +210,7 @@ def _next_micro_batches(s: _Session):
     micro = []
     for _ in range(s.parts.cfg.train.accum_steps):
         b = next(s.data_iter)
-        s.position.cursors[b.stream] = b.cursor
-        s.position.batches += 1
+        s.parts.source.record(s.position, b)
         s.start.skips.update(b.skips)
         micro.append((b.images.to(s.parts.device, non_blocking=True), b.labels.to(s.parts.device, non_blocking=True)))
     return micro
@@ -282,6 +282,8 @@ def _run_steps(s: _Session, total_steps: int) -> Tuple[bool, int]:
             _log_row(s, meter, result, with_head_share)
         if state.samples // parts.samples_per_epoch > epoch_before:  # before the checkpoint, as open_clip evaluates
             s.hooks.on_epoch_end(parts, state, state.samples // parts.samples_per_epoch)
+        if s.evaluator.due(state.samples, parts.global_batch) and state.step < total_steps:  # the last: in _finish
+            s.evaluator.run(unwrap(parts.model), state.step, state.samples / parts.samples_per_epoch, s.logger.write)
         if ckpt_every and state.step % ckpt_every == 0 and state.step < total_steps:
             _save(s)
             last_saved = state.step
@@ -306,14 +308,20 @@ def _summary(s: _Session, finished: bool, session_steps: int, total_steps: int, 
 
 
 def _finish(s: _Session, summary: Dict[str, Any]) -> None:
-    """Main rank, finished run: the export (finite weights only), the plot and summary.json."""
+    """Main rank, finished run: the export (finite weights only; with evaluation while training,
+    the best encoder by the benchmark's headline metric), the plot and summary.json."""
     from ..formats.export import save_export
 
     parts, state = s.parts, s.state
-    export_dir = save_export(unwrap(parts.model), parts.out / layout.EXPORT_DIR, parts.image_size, parts.mean,
-                             parts.std, parts.embed_dim, extra={"step": state.step, "samples": state.samples,
-                                                                "num_classes": parts.num_classes,
-                                                                "run": str(parts.out)})
+    if s.evaluator.enabled:  # a last evaluation, export-last/, and export/ = the best one
+        export_dir = s.evaluator.finish(unwrap(parts.model), state.step, state.samples / parts.samples_per_epoch,
+                                        log.info)
+        summary["eval"] = s.evaluator.summary()
+    else:
+        export_dir = save_export(unwrap(parts.model), parts.out / layout.EXPORT_DIR, parts.image_size, parts.mean,
+                                 parts.std, parts.embed_dim, extra={"step": state.step, "samples": state.samples,
+                                                                    "num_classes": parts.num_classes,
+                                                                    "run": str(parts.out)})
     summary["export"] = str(export_dir)
     plot = plot_loss(parts.out)
     summary["loss_plot"] = str(plot) if plot else None
@@ -326,29 +334,27 @@ def _start_session(parts: RunParts, start: Start, hooks: RunHooks, loss_hook: Op
 
     cfg, ctx = parts.cfg, parts.ctx
     total_steps = start.total_steps(parts.global_batch)
-    plan = ShardPlan(tuple(parts.shards), cfg.train.seed, start.position.num_streams, start.position.offset,
-                     cfg.data.resampled, start.position.generation)
-    augment = SeededAugment(parts.image_size, parts.mean, parts.std, cfg.data.crop_scale, cfg.data.crop_ratio,
-                            cfg.data.hflip)
-    loader = make_loader(plan, parts.label_index, augment, cfg.data.batch_size, cfg.data.shuffle_buffer, ctx.rank,
-                         cfg.data.num_workers, start.position, pin_memory=parts.device.type == "cuda")
+    augment = build_augment(cfg.data, parts.image_size, parts.mean, parts.std)
+    loader = parts.source.make_loader(start.position, augment, pin_memory=parts.device.type == "cuda")
     encoder = encoder_record(unwrap(parts.model), parts.image_size, parts.mean, parts.std,
                              {"num_classes": parts.num_classes, "run": str(parts.out),
                               "config": cfg.to_dict()["model"]})
     logger = RunLogger(parts.out, ctx.is_main, total_steps, start.state.step, cfg.train.tensorboard,
                        cfg.train.progress)
     logger.write(f"training {encoder['arch']['type']} ({sum(p.numel() for p in parts.backbone.parameters()) / 1e6:.2f}M "
-                 f"params, {parts.image_size}px, embed {parts.embed_dim}) on {len(parts.shards)} shards, "
+                 f"params, {parts.image_size}px, embed {parts.embed_dim}) on {parts.source.describe()}, "
                  f"{parts.num_classes} classes; {ctx.world_size} rank(s) on {parts.device.type}, global batch "
                  f"{parts.global_batch}, {total_steps} steps ({start.schedule.total_samples / parts.samples_per_epoch:.2f} "
                  f"epochs of {parts.samples_per_epoch} samples)")
+    evaluator = EvalHook(cfg, ctx, parts.out, parts.samples_per_epoch, parts.image_size, parts.mean, parts.std,
+                         parts.embed_dim, start.state.step)
     parts.model.train()
     parts.head.train()
     resumed = layout.step_of(start.checkpoint) if start.checkpoint is not None else None
-    return _Session(parts, start, iter(loader), logger, encoder, hooks, loss_hook, confirmed=resumed)
+    return _Session(parts, start, iter(loader), logger, encoder, hooks, evaluator, loss_hook, confirmed=resumed)
 
 
-def train(cfg: Config, data: str, labels: str, output: str, resume: bool = False,
+def train(cfg: Config, data: Optional[str], labels: Optional[str], output: str, resume: bool = False,
           loss_hook: Optional[LossHook] = None, ctx: Optional[DistContext] = None,
           allow_changed_inputs: bool = False, hooks: Optional[RunHooks] = None) -> Dict[str, Any]:
     """Train an encoder as ``cfg`` says; return a summary dict (also written to RUN/summary.json).
@@ -357,12 +363,14 @@ def train(cfg: Config, data: str, labels: str, output: str, resume: bool = False
     ``unicom.run_lock.FolderLockedError``). ``allow_changed_inputs`` lets ``--resume`` continue
     on inputs that differ from the run's ``inputs.json``. ``loss_hook(step, micro, loss) -> loss``
     lets tests inject faults (e.g. a NaN loss); ``hooks`` (``RunHooks``) extends the run.
+    ``data`` / ``labels`` are the shards and their ``make cluster`` labels (None for a labelled
+    ``cfg.run.dataset``); the source itself is described by ``cfg.run`` (``sources.py``).
     """
     ctx = ctx or init_distributed(cfg.train.device)
     out = Path(output)
-    cfg.run.data, cfg.run.labels, cfg.run.output = str(data), str(labels), str(output)
+    cfg.run.data, cfg.run.labels, cfg.run.output = _opt_str(data), _opt_str(labels), str(output)
     with lock_output_dir(out, "unicom-train"):
-        parts, start = _setup(cfg, data, labels, out, resume, allow_changed_inputs, ctx)
+        parts, start = _setup(cfg, out, resume, allow_changed_inputs, ctx)
         hooks = hooks or RunHooks()
         hooks.on_run_start(parts, start)
         session = _start_session(parts, start, hooks, loss_hook)

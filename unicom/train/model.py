@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Tuple
 
 import torch.nn as nn
@@ -20,54 +19,36 @@ def build_backbone(cfg: Config) -> nn.Module:
         from ..models.vit import build_vit
 
         overrides = {"embed_dim": m.embed_dim} if m.embed_dim else {}
-        model = build_vit(m.name, drop_path_rate=m.drop_path, grad_checkpointing=m.grad_checkpointing, **overrides)
+        name = m.name
+        if name in (None, "auto"):  # the architecture of the encoder to start from
+            if not m.init_from:
+                raise ValueError("model.name is null: give model.init_from (--model) to take the architecture from")
+            from .init_from import source_vit_config
+
+            name = source_vit_config(m.init_from)
+        model = build_vit(name, drop_path_rate=m.drop_path, grad_checkpointing=m.grad_checkpointing,
+                          **overrides)
         if m.init_from:
-            load_initial_weights(model, m.init_from)
+            from .init_from import init_unicom_vit
+
+            init_unicom_vit(model, m.init_from, m.name)
         return model
     if m.type == "open_clip":
         from ..models.open_clip_tower import build_open_clip_tower
+        from .init_from import init_open_clip_tower, is_open_clip_weights
 
-        if m.pretrained is None:
+        pretrained = m.pretrained
+        if m.init_from and is_open_clip_weights(m.init_from):
+            pretrained = m.init_from  # an open_clip weights file: the tower's own pretrained weights
+        if pretrained is None:
             raise ValueError("model.pretrained must name a local open_clip weights file, or 'none' for a random "
                              "tower (this toolkit never downloads weights)")
-        return build_open_clip_tower(str(m.name), m.embed_dim, pretrained=str(m.pretrained), head=m.head,
-                                     grad_checkpointing=m.grad_checkpointing)
+        tower = build_open_clip_tower(str(m.name), m.embed_dim, pretrained=str(pretrained), head=m.head,
+                                      grad_checkpointing=m.grad_checkpointing)
+        if m.init_from and not is_open_clip_weights(m.init_from):
+            init_open_clip_tower(tower, m.init_from, m.name)
+        return tower
     raise ValueError(f"unknown model.type {m.type!r}; use unicom_vit or open_clip")
-
-
-def load_initial_weights(model: nn.Module, source: str) -> None:
-    """Initialise from an export dir, a checkpoint step dir, or a state-dict file
-    (``.safetensors``, or ``.pt``/``.pth`` read with ``weights_only=True``)."""
-    from safetensors.torch import load_file
-
-    from ..formats.checkpoint import BACKBONE_FILE, load_tensors_pt
-    from ..formats.export import MODEL_FILE
-
-    path = Path(source)
-    if path.is_dir():
-        for name in (MODEL_FILE, BACKBONE_FILE):
-            if (path / name).is_file():
-                state = load_file(str(path / name))
-                break
-        else:
-            raise FileNotFoundError(f"{path} holds neither {MODEL_FILE} (an export) nor {BACKBONE_FILE} "
-                                    "(a checkpoint step)")
-    elif path.suffix == ".safetensors":
-        state = load_file(str(path))
-    elif path.is_file():
-        state = load_tensors_pt(path, map_location="cpu")
-        if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-            state = state["state_dict"]
-    else:
-        raise FileNotFoundError(f"model.init_from: {path} not found")
-    state = {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}
-    own = model.state_dict()
-    state = {k: v.to(own[k].dtype) if k in own and v.is_floating_point() else v for k, v in state.items()}
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if unexpected or missing:
-        raise ValueError(f"model.init_from {path}: weights do not fit the model (missing {list(missing)[:4]}, "
-                         f"unexpected {list(unexpected)[:4]})")
-    log.info("initialised the backbone from %s", path)
 
 
 def model_image_size(model: nn.Module) -> int:

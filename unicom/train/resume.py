@@ -20,7 +20,6 @@ from ..distributed import all_gather_object
 from ..formats import checkpoint as layout
 from ..wds_reader import SkipCounter
 from . import checkpoint as ckpt
-from .data import DataPosition, remap_position
 from .model import unwrap
 from .schedule import LRSchedule
 from .setup import RunParts, build_schedule
@@ -59,10 +58,10 @@ class Start:
     """Where this session starts."""
 
     state: RunState
-    position: DataPosition
+    position: Any                     # the source's position (sources.py)
     schedule: LRSchedule
     plan_batch: int                   # the global batch the run's length was planned with
-    exact: bool = True                # same world size and worker count as the checkpoint
+    exact: bool = True                # the data order continues exactly (same ranks / loader workers)
     checkpoint: Optional[Path] = None
     skips: SkipCounter = field(default_factory=SkipCounter)
 
@@ -75,11 +74,9 @@ class Start:
 def fresh_start(parts: RunParts) -> Start:
     """A run from step 0 (per-rank RNG streams for drop-path)."""
     cfg, ctx = parts.cfg, parts.ctx
-    workers = cfg.data.num_workers
-    position = DataPosition(ctx.world_size * max(1, workers), workers, ctx.world_size)
     schedule = build_schedule(cfg, parts.samples_per_epoch, parts.global_batch)
     seed_everything(cfg.train.seed + 1 + ctx.rank)
-    return Start(RunState(), position, schedule, parts.global_batch)
+    return Start(RunState(), parts.source.new_position(), schedule, parts.global_batch)
 
 
 def resume_candidates(run_dir: Path) -> List[Path]:
@@ -118,23 +115,18 @@ def load_readable(parts: RunParts, candidates: List[Path]) -> Tuple[Path, Dict[s
 
 def resume_start(parts: RunParts, candidates: List[Path]) -> Start:
     """Restore the newest readable checkpoint (see the module docstring)."""
-    cfg, ctx = parts.cfg, parts.ctx
+    ctx = parts.ctx
     path, saved = load_readable(parts, candidates)
     plan_batch = saved.get("plan_global_batch", saved.get("global_batch", parts.global_batch))
     schedule = _refit_schedule(parts, LRSchedule.from_state_dict(saved["schedule"]), plan_batch)
     parts.scaler.load_state_dict(saved.get("scaler"))
     state = RunState.from_saved(saved)
-    workers = cfg.data.num_workers
-    old_pos = DataPosition.from_dict(saved["data"])
-    exact = (old_pos.world_size, old_pos.num_workers) == (ctx.world_size, workers)
-    position = remap_position(old_pos, ctx.world_size * max(1, workers), workers, ctx.world_size,
-                              cfg.data.resampled)
+    position, exact = parts.source.restore_position(saved["data"])
     _restore_rngs(parts, saved["ranks"], exact, state.step)
     start = Start(state, position, schedule, plan_batch, exact, path)
     if ctx.is_main:
         start.skips.update(saved.get("skipped", {}))
-        how = "exactly" if exact else (f"on {ctx.world_size} rank(s) × {workers} worker(s) instead of "
-                                       f"{old_pos.world_size} × {old_pos.num_workers} (data order re-laid out)")
+        how = "exactly" if exact else "on another number of ranks or loader workers (data order re-laid out)"
         log.info("resumed from %s (step %d, %d samples) %s", path, state.step, state.samples, how)
     return start
 

@@ -1,5 +1,6 @@
-"""Building a run: the runtime settings, the inputs, the model with its head and optimizers, and
-the run's length. Everything one training session works with is gathered in ``RunParts``.
+"""Building a run: the runtime settings, the inputs (``sources.py``: shards, a labelled layout
+or a mix), the model with its head and optimizers, and the run's length. Everything one
+training session works with is gathered in ``RunParts``.
 """
 from __future__ import annotations
 
@@ -7,19 +8,17 @@ import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, List, Tuple
+from typing import Any, Tuple
 
 import torch
 import torch.nn as nn
 
 from ..atomic_io import write_text
 from ..device import seed_everything
-from ..distributed import DistContext, all_gather_object
+from ..distributed import DistContext
 from ..formats import checkpoint as layout
-from ..shards import expand_shards, unique_names
 from .config import Config, diff_configs, feature_sample_dim
-from .data import LabelIndex
-from .inputs import check_resume_inputs, clustered_inputs, validate_labels, write_fingerprint
+from .inputs import check_resume_inputs, write_fingerprint
 from .model import build_backbone, model_embed_dim, model_image_size, model_norm
 from .optim import build_backbone_optimizer, build_head_optimizer, set_initial_lrs
 from .precision import LossScaler
@@ -35,8 +34,7 @@ class RunParts:
     cfg: Config
     ctx: DistContext
     out: Path
-    shards: List[str]
-    label_index: LabelIndex
+    source: Any                   # sources.ShardData | LabelledData | MixedData
     backbone: nn.Module           # the plain model
     model: nn.Module              # the backbone, DDP-wrapped when there are several ranks
     head: nn.Module
@@ -56,7 +54,7 @@ class RunParts:
 
     @property
     def num_classes(self) -> int:
-        return self.label_index.num_classes
+        return self.source.num_classes
 
 
 def configure_runtime(cfg: Config, device: torch.device) -> None:
@@ -116,9 +114,9 @@ def build_model(cfg: Config, ctx: DistContext, num_classes: int) -> dict:
                 image_size=image_size, embed_dim=embed_dim, mean=mean, std=std)
 
 
-def samples_per_epoch(cfg: Config, label_index: LabelIndex) -> int:
-    """``data.samples_per_epoch``, by default the number of labelled samples."""
-    n = cfg.data.samples_per_epoch or int(label_index.class_sizes.sum())
+def samples_per_epoch(cfg: Config, source) -> int:
+    """``data.samples_per_epoch``, by default the number of labelled samples of ``source``."""
+    n = cfg.data.samples_per_epoch or source.samples_per_epoch
     if n <= 0:
         raise ValueError("the labels hold no samples (class_sizes sum to 0); set data.samples_per_epoch")
     return n
@@ -147,41 +145,10 @@ def build_schedule(cfg: Config, samples_per_epoch: int, plan_batch: int) -> LRSc
 # --------------------------------------------------------------------------------------------
 # Inputs and the run folder's records
 # --------------------------------------------------------------------------------------------
-def on_main(ctx: DistContext, fn, *args) -> Any:
-    """Run ``fn(*args)`` on the main rank only. When it raises, the main rank re-raises its error
-    and every other rank raises a ValueError with the same message (nobody waits forever)."""
-    error, result = None, None
-    if ctx.is_main:
-        try:
-            result = fn(*args)
-        except Exception as exn:  # noqa: BLE001 (re-raised below, on every rank)
-            error = exn
-    message = all_gather_object(None if error is None else str(error))[0]
-    if error is not None:
-        raise error
-    if message is not None:
-        raise ValueError(message)
-    return result
-
-
-def prepare_inputs(cfg: Config, data: str, labels: str, ctx: DistContext):
-    """The shard list and the label index, with every label file validated (main rank; every
-    rank raises the same one-line error)."""
-    shards = expand_shards(data)
-    unique_names(shards)
-    label_index = LabelIndex(labels, cfg.data.features_dir)
-    unlabelled = label_index.check_shards(shards)
-    if unlabelled and ctx.is_main:
-        log.warning("%d of %d shards have no labels (their samples count as no_label), e.g. %s",
-                    len(unlabelled), len(shards), unlabelled[0])
-    on_main(ctx, validate_labels, label_index, shards)
-    return shards, label_index
-
-
-def record_run(cfg: Config, out: Path, resume: bool, has_run: bool, shards, label_index,
-                allow_changed: bool) -> None:
-    """Main rank: compare the inputs and config against the run's saved ones, then write both."""
-    inputs = clustered_inputs(shards, label_index)
+def record_run(cfg: Config, out: Path, resume: bool, has_run: bool, source, allow_changed: bool) -> None:
+    """Main rank: compare the inputs (``source.fingerprint()``) and config against the run's
+    saved ones, then write both."""
+    inputs = source.fingerprint()
     if resume and not has_run:
         log.info("--resume: no checkpoint in %s yet; starting from scratch", layout.checkpoint_root(out))
     if has_run:
