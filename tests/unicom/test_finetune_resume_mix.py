@@ -75,6 +75,11 @@ def test_mixed_sources_have_disjoint_class_ranges_and_their_weights(sample_set, 
     data = build_training_data(cfg, DistContext(0, 1, 0, torch.device("cpu")))
     ranges = data.class_ranges()
     assert ranges == [(0, 36), (36, 39), (39, 41)] and data.num_classes == 41
+    # RUN/inputs.json: every source's entries, prefixed, and the weights
+    entries = data.fingerprint()
+    assert set(entries) == {"mix", "source0.shards", "source0.labels", "source1.labelled", "source2.labelled"}
+    assert entries["source0.labels"]["label_key"] == "concept_id" and entries["source2.labelled"]["dataset"] == "csv"
+    assert entries["mix"]["weights"] == [0.6, 0.3, 0.1]
     # the source draw itself: 4000 micro-batches, weights 0.6 / 0.3 / 0.1
     draws = np.bincount([data.choose(j) for j in range(4000)], minlength=3) / 4000
     assert np.allclose(draws, [0.6, 0.3, 0.1], atol=0.03), draws
@@ -149,3 +154,36 @@ def test_timm_transform_is_timms_own_factory():
     assert any(isinstance(t, RandAugment) for t in parts)
     erasing = [t for t in parts if isinstance(t, RandomErasing)]
     assert erasing and erasing[0].probability == 0.25
+
+
+def test_resume_refuses_a_changed_labelled_list_unless_allowed(tmp_path, capsys):
+    csv_file = trees.csv_list(tmp_path / "csv", classes=3, per_class=4)  # 9 train rows
+    common = ["--dataset", "csv", "--data-root", csv_file, "--output", tmp_path / "run"]
+    overrides = ["data.batch_size=3", "eval.every=0", "train.ckpt_every=1", "train.max_steps=3"]
+    assert run(*common, *overrides, "train.stop_after_steps=2") == 0
+    entry = json.loads((tmp_path / "run" / "inputs.json").read_text())["entries"]["labelled"]
+    assert entry["dataset"] == "csv" and entry["images"] == 9 and entry["num_classes"] == 3
+    assert entry["csv_size"] == csv_file.stat().st_size and len(entry["list_digest"]) == 32
+    lines = csv_file.read_text().splitlines()
+    lines[1], lines[5] = lines[1].replace(",0,", ",1,"), lines[5].replace(",1,", ",0,")  # two labels swapped
+    csv_file.write_text("\n".join(lines) + "\n")
+    capsys.readouterr()
+    assert run(*common, "--resume", *overrides) == 2
+    err = capsys.readouterr().err
+    assert "inputs of" in err and "labelled:" in err and "csv_digest" in err and "list_digest" in err
+    assert (tmp_path / "run" / "checkpoints" / "latest").read_text().strip() == "step_2"  # nothing trained
+    assert run(*common, "--resume", "--allow-changed-inputs", *overrides) == 0
+    new = json.loads((tmp_path / "run" / "inputs.json").read_text())["entries"]["labelled"]
+    assert new["list_digest"] != entry["list_digest"]  # the new inputs became the run's
+
+
+def test_label_key_fingerprint_names_what_changed():
+    from unicom.train.inputs import fingerprint_changes, json_label_entry
+    from unicom.train.json_labels import JsonLabels
+
+    a = {"labels": json_label_entry(JsonLabels("concept_id", 3, np.array([4, 5, 6])))}
+    b = {"labels": json_label_entry(JsonLabels("concept_id", 3, np.array([5, 4, 6])))}  # one sample relabelled
+    c = {"labels": json_label_entry(JsonLabels("class", 3, np.array([4, 5, 6])))}
+    assert fingerprint_changes(a, a) == []
+    assert fingerprint_changes(a, b) == ["labels: class_sizes changed"]
+    assert fingerprint_changes(a, c) == ["labels: label_key changed"]
