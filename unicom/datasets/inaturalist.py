@@ -17,9 +17,9 @@ NAME = "inaturalist"
 SPLITS = {"train": "Inat_dataset_splits/Inaturalist_train_set1.txt",
           "test": "Inat_dataset_splits/Inaturalist_test_set1.txt"}
 SPLIT_FILE = SPLITS["test"]
-SOURCE = ("iNaturalist 2018 images (train_val2018.tar.gz) from https://github.com/visipedia/inat_comp/tree/master/2018, "
-          "plus the retrieval split files Inat_dataset_splits/Inaturalist_{train,test}_set1.txt "
-          "from https://github.com/Andrew-Brown1/Smooth_AP")
+SOURCE = ("iNaturalist 2018 images (train_val2018.tar.gz) from "
+          "https://github.com/visipedia/inat_comp/tree/master/2018, plus the retrieval split files "
+          "Inat_dataset_splits/Inaturalist_{train,test}_set1.txt from https://github.com/Andrew-Brown1/Smooth_AP")
 
 
 def read(data_root, split: str = "test") -> LabelledList:

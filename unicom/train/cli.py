@@ -45,28 +45,30 @@ def build_parser() -> argparse.ArgumentParser:
                                 "the output dir.")
     p.add_argument("--config", help="YAML preset (configs/*.yaml); defaults apply where it is silent")
     p.add_argument("--dataset", default="shards", help="the labelled training source: shards (LAION-style, with "
-                   "--labels or --label-key), sop, inshop, inaturalist, cub, cars, gldv2 (the train split of the official "
-                   "layout under --data-root), image_folder (DIR/<class>/<image>) or csv (path,label[,split] rows); default: shards")
+                   "--labels or --label-key), sop, inshop, inaturalist, cub, cars, gldv2 (the train split of the "
+                   "official layout under --data-root), image_folder (DIR/<class>/<image>) or csv (path,label[,split] "
+                   "rows); default: shards")
     p.add_argument("--data", help="shards: brace pattern 'data/{00000..00099}.tar', a directory or a list file "
-                   "(image_folder / csv: the folder or CSV file, same as --data-root)")
+                   "(image_folder / csv: the folder or CSV file, same as --data-root); default: none")
     p.add_argument("--data-root", help="the dataset's unpacked root for --dataset sop|inshop|…|gldv2 (the folder "
-                   "or CSV file for image_folder / csv); also the default --data-root of the evaluation")
+                   "or CSV file for image_folder / csv); also the default --data-root of the evaluation; default: none")
     p.add_argument("--labels", help="shards: the labels dir from `make cluster` (OUT/labels; its sibling "
                    "OUT/features holds the keys); default: none")
     p.add_argument("--label-key", help="shards: read each sample's class id from this field of its json (e.g. "
-                   "concept_id on the sample set) instead of --labels")
+                   "concept_id on the sample set) instead of --labels; default: none")
     p.add_argument("--model", help="start from this Unicom encoder (sets model.init_from): a released name "
                    "(ViT-B/32, ViT-B/16, ViT-L/14, ViT-L/14@336px), an official .pt, an export/ dir; for "
-                   "model.type=open_clip an open_clip weights file")
+                   "model.type=open_clip an open_clip weights file; default: none (the config's model.init_from)")
     p.add_argument("--eval-every", type=float, default=None, metavar="N", help="evaluate every N epochs and at the end "
                    "(sets eval.every; default: the config's, 0 = off); RUN/export/ then holds the best encoder")
-    p.add_argument("--benchmark", help="the benchmark evaluated while training (sets eval.benchmark; default: --dataset's test split)")
+    p.add_argument("--benchmark", help="the benchmark evaluated while training (sets eval.benchmark; default: "
+                   "--dataset's test split)")
     p.add_argument("--output", required=True, help="run dir (config.yaml, log.csv, checkpoints/, export/)")
     p.add_argument("--resume", action="store_true", help="continue from RUN/checkpoints/latest (starts fresh when "
                    "there is none; a damaged latest falls back to the previous complete checkpoint)")
     p.add_argument("--allow-changed-inputs", action="store_true", help="with --resume: continue although the "
-                   "training inputs (shards, labels, or the --dataset files and --label-key) differ from those the run started "
-                   "with (default: refuse)")
+                   "training inputs (shards, labels, or the --dataset files and --label-key) differ from those the run "
+                   "started with (default: refuse)")
     p.add_argument("--log-level", default="INFO", help="logging level of the trainer's messages (default: INFO)")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="config override (repeatable); bare KEY=VALUE arguments work too")

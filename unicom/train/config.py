@@ -147,7 +147,7 @@ class RunPaths:
     data: Optional[str] = None
     labels: Optional[str] = None
     output: Optional[str] = None
-    dataset: str = "shards"                # shards | sop | inshop | inaturalist | cub | cars | gldv2 | image_folder | csv
+    dataset: str = "shards"                # shards, or a labelled layout (sop, inshop, …, image_folder, csv)
     data_root: Optional[str] = None        # the labelled dataset's root (or CSV file)
     label_key: Optional[str] = None        # shards: read the label from each sample's json field
 

@@ -65,7 +65,8 @@ class EvalHook:
         if not self.enabled:
             return
         if not self.benchmark:
-            raise ValueError("--eval-every needs --benchmark NAME (and --data-root): --dataset shards has no test split")
+            raise ValueError("--eval-every needs --benchmark NAME (and --data-root): --dataset shards has no test "
+                             "split")
         self.metric = headline_metric(self.benchmark)
         if ctx.is_main:
             self._load_history(start_step)
@@ -115,7 +116,8 @@ class EvalHook:
     def _evaluate(self, step: int, epoch: float, write: Callable[[str], None]) -> Optional[Dict[str, Any]]:
         cmd = self.command(step)
         env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join([_repo_root()] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+        paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+        env["PYTHONPATH"] = os.pathsep.join([_repo_root(), *paths])
         write(f"evaluating step {step} (epoch {epoch:.2f}) on {self.benchmark}: {' '.join(cmd[1:])}")
         timeout = self.cfg.eval.timeout_s or None
         try:

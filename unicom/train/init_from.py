@@ -58,7 +58,8 @@ def source_vit_config(source: str):
     if record is not None:
         arch = record.get("arch", {})
         if arch.get("type") != "unicom_vit":
-            raise ValueError(f"{_source_label(source, kind)} is an encoder of type {arch.get('type')!r}, not a Unicom ViT")
+            raise ValueError(f"{_source_label(source, kind)} is an encoder of type {arch.get('type')!r}, not a "
+                             "Unicom ViT")
         return ViTConfig(**arch["config"])
     return infer_vit_config(state, source=source)
 

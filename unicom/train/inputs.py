@@ -187,8 +187,8 @@ def check_resume_inputs(run_dir: Path, entries: Mapping[str, Entry], allow_chang
     if changes and not allow_changed:
         raise InputsChangedError(
             f"--resume: the inputs of {run_dir} changed since the run started ({'; '.join(changes)}). Resuming "
-            "would continue on different data (re-clustered or edited labels scramble the classes). Start a new run with "
-            "another --output, or pass --allow-changed-inputs to continue with the new inputs")
+            "would continue on different data (re-clustered or edited labels scramble the classes). Start a new run "
+            "with another --output, or pass --allow-changed-inputs to continue with the new inputs")
     if changes:
         log.warning("continuing %s with changed inputs (--allow-changed-inputs): %s", run_dir, "; ".join(changes))
     if old is None or changes:

@@ -71,8 +71,8 @@ class JsonLabels:
                 continue
             label = _as_label(value)
             if label is None or label < 0:
-                raise ValueError(f"shard {shard_name(raw.get('__url__', '?'))}, sample {raw.get('__key__')}: json field "
-                                 f"{field!r} = {value!r} is not a class id (an integer ≥ 0)")
+                raise ValueError(f"shard {shard_name(raw.get('__url__', '?'))}, sample {raw.get('__key__')}: json "
+                                 f"field {field!r} = {value!r} is not a class id (an integer ≥ 0)")
             counts[label] = counts.get(label, 0) + 1
             seen += 1
         if not seen:
@@ -81,7 +81,8 @@ class JsonLabels:
         needed = max(counts) + 1
         classes = int(num_classes) if num_classes else needed
         if needed > classes:
-            raise ValueError(f"json field {field!r} reaches {needed - 1}, outside the head (data.num_classes={classes})")
+            raise ValueError(f"json field {field!r} reaches {needed - 1}, outside the head "
+                             f"(data.num_classes={classes})")
         sizes = np.zeros(classes, np.int64)
         for k, v in counts.items():
             sizes[k] = v
