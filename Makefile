@@ -56,8 +56,15 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade --quiet pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e '.[test,lint]'
 	touch $(STAMP)
+
+# ruff (pycodestyle, pyflakes, import order, bugbear, complexity <= 15) and mypy on the public
+# API, both configured in pyproject.toml. CI runs it before the tests.
+.PHONY: lint
+lint: install
+	$(PY) -m ruff check .
+	$(PY) -m mypy
 
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -21,17 +21,17 @@ def average_precision_at_k(ranking: Sequence[int], relevant: Sequence[int], k: i
                            unreachable: int = 0) -> float:
     """AP@k of one ranked list of gallery indices against the set of relevant indices, plus
     ``unreachable`` relevant items that are not in the gallery (they count in m_q only)."""
-    relevant = set(int(x) for x in relevant)
-    if not relevant and unreachable <= 0:
+    relevant_set = set(int(x) for x in relevant)
+    if not relevant_set and unreachable <= 0:
         return float("nan")
     seen, hits, total = set(), 0, 0.0
     for i, idx in enumerate(list(ranking)[:k], start=1):
         idx = int(idx)
-        if idx in relevant and idx not in seen:
+        if idx in relevant_set and idx not in seen:
             hits += 1
             total += hits / i
         seen.add(idx)
-    return total / min(len(relevant) + max(int(unreachable), 0), k)
+    return total / min(len(relevant_set) + max(int(unreachable), 0), k)
 
 
 def map_at_k(ranking: np.ndarray, relevant: Sequence[Sequence[int]], k: int = 100) -> float:

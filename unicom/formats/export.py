@@ -50,7 +50,7 @@ def arch_of(model: nn.Module) -> Dict[str, Any]:
     if isinstance(model, UnicomViT):
         return {"type": "unicom_vit", "config": model.config.to_dict()}
     if hasattr(model, "export_arch"):
-        return {"type": "open_clip_tower", **model.export_arch()}
+        return {"type": "open_clip_tower", **model.export_arch()}  # type: ignore[operator]
     raise TypeError(f"cannot export a {type(model).__name__}: it is neither a UnicomViT nor an open_clip tower")
 
 
@@ -110,7 +110,7 @@ def read_encoder_record(path) -> Dict[str, Any]:
     except ValueError as exn:
         raise ValueError(f"{path} is not valid JSON ({exn}); the file is damaged") from None
     if not isinstance(record, dict) or record.get("format") != EXPORT_FORMAT:
-        raise ValueError(f"{path} is not a unicom encoder record (format={getattr(record, 'get', dict().get)('format')!r})")
+        raise ValueError(f"{path} is not a unicom encoder record (format={record.get('format') if isinstance(record, dict) else None!r})")
     for key in ("arch", "embed_dim", "image_size", "mean", "std"):
         if key not in record:
             raise ValueError(f"{path} lacks the key {key!r}")

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections import Counter
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
@@ -104,7 +105,7 @@ def input_stamp(source: Union[PathLike, Sequence[PathLike]]) -> Dict[str, Any]:
         stats = [os.stat(p) for p in source]
         return {"files": len(stats), "size": int(sum(s.st_size for s in stats)),
                 "mtime_ns": int(max((s.st_mtime_ns for s in stats), default=0))}
-    text = os.fspath(source)
+    text = os.fspath(source)  # type: ignore[arg-type]  # a single path here
     if "://" in text or text.startswith("pipe:") or not os.path.isfile(text):
         return {"path": text}
     st = os.stat(text)
@@ -165,8 +166,7 @@ def check_shard(name: str, features: np.ndarray, keys: Sequence[str]) -> None:
     if bad:
         raise ValueError(f"shard {name}: key {bad[0]!r} contains a line break")
     if len(set(keys)) != len(keys):
-        seen: set = set()
-        dup = next(k for k in keys if k in seen or seen.add(k))
+        dup = next(k for k, n in Counter(keys).items() if n > 1)
         raise ValueError(f"shard {name}: key {dup!r} occurs twice (readers skip a second occurrence as "
                          "duplicate_key; this is a bug in the writer)")
 

@@ -103,7 +103,7 @@ def load_encoder(name_or_path: PathOrName, device: Optional[Union[str, torch.dev
         cfg = infer_vit_config(state, heads=heads, source=str(path))
         if kind == "official":
             _check_official(source, cfg)
-        record = {"arch": {"type": "unicom_vit", "config": cfg.to_dict()}, "embed_dim": cfg.embed_dim,
+        record: Dict[str, Any] = {"arch": {"type": "unicom_vit", "config": cfg.to_dict()}, "embed_dim": cfg.embed_dim,
                   "image_size": cfg.image_size, "mean": list(CLIP_MEAN), "std": list(CLIP_STD), "extra": {}}
         weights = path
     else:
