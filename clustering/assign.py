@@ -25,13 +25,12 @@ import numpy as np
 import torch
 
 from unicom.atomic_io import read_npy, write_json, write_npy
-from unicom.distributed import DistContext, all_gather_object, all_reduce_sum, barrier
+from unicom.distributed import DistContext, all_gather_object, all_reduce_sum, barrier, comm_device
+from unicom.faiss_utils import build_index, pick_gpus
 from unicom.shards import split_for_rank
 from unicom.wds_reader import SkipCounter
 
 from . import feature_store as fs
-from .hierarchical import comm_device
-from .kmeans import flat_ip_index, resolve_gpus
 
 log = logging.getLogger("clustering.assign")
 
@@ -54,25 +53,13 @@ def centroids_id(centroids: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(centroids, dtype=np.float32).tobytes()).hexdigest()[:16]
 
 
-def build_index(centroids: np.ndarray, approx: bool = False, gpus: Optional[Sequence[int]] = None,
-                hnsw_m: int = 32, ef_search: int = 128, ef_construction: int = 200):
-    """A faiss index over the centroids for nearest-centroid search by inner product.
-
-    Exact (flat) by default, on the GPUs given (all that faiss sees when None) or the CPU.
-    ``approx`` builds an HNSW graph instead (CPU), for large K where exact search is slow."""
-    import faiss
-
-    centroids = np.ascontiguousarray(centroids, dtype=np.float32)
-    k, d = centroids.shape
-    gpus = resolve_gpus(gpus)
-    if approx:
-        index = faiss.IndexHNSWFlat(d, hnsw_m, faiss.METRIC_INNER_PRODUCT)
-        index.hnsw.efConstruction = ef_construction
-        index.add(centroids)
-        index.hnsw.efSearch = ef_search
-        return index
-    index = flat_ip_index(d, gpus)
-    index.add(centroids)
+def centroid_index(centroids: np.ndarray, approx: bool = False, gpus: Optional[Sequence[int]] = None,
+                   hnsw_m: int = 32, ef_search: int = 128):
+    """A faiss index over the centroids for nearest-centroid search by inner product: exact
+    (flat) on the GPUs given (all that faiss sees when None) or the CPU; ``approx`` builds an
+    HNSW graph instead (CPU), for large K where exact search is slow."""
+    index, _, _ = build_index(centroids, "hnsw" if approx else "flat", hnsw_m=hnsw_m, ef_search=ef_search,
+                              gpus=[] if approx else pick_gpus(gpus))
     return index
 
 
@@ -131,7 +118,7 @@ def assign_shards(out: str, shards: Sequence[fs.FeatureShard], centroids: np.nda
         raise ValueError(f"features of shards {bad[:3]} have D={shards[0].dim} but the centroids have D={d}")
     cid = centroids_id(centroids)
     _prepare_stamp(out, cid, approx, ctx)
-    index = build_index(centroids, approx=approx, gpus=gpus, hnsw_m=hnsw_m, ef_search=ef_search)
+    index = centroid_index(centroids, approx=approx, gpus=gpus, hnsw_m=hnsw_m, ef_search=ef_search)
     sizes = np.zeros(k, np.int64)
     sim_sum, n_local = 0.0, 0
     res = AssignResult(class_sizes=sizes)
@@ -167,7 +154,7 @@ def assign_shards(out: str, shards: Sequence[fs.FeatureShard], centroids: np.nda
         if gt and len(gt.get("values", [])) == len(labels):
             truth_field = gt.get("field")
             contingency.update((int(l), t) for l, t in zip(labels.tolist(), gt["values"]) if t is not None)
-    dev = comm_device() if ctx.is_distributed else torch.device("cpu")
+    dev = comm_device()
     t = torch.from_numpy(sizes).to(dev)
     all_reduce_sum(t)
     res.class_sizes = t.cpu().numpy().astype(np.int64)

@@ -26,24 +26,11 @@ from unicom.shards import shard_name, split_for_rank, unique_names
 from unicom.wds_reader import SkipCounter
 
 from . import feature_store as fs
+from .config import ExtractConfig
 from .dataset import ShardSampleDataset, collate
 from .fusion import fuse, modality_weights
 
 log = logging.getLogger("clustering.extract")
-
-
-@dataclass
-class ExtractConfig:
-    model: str = "TinyCLIP-demo"
-    pretrained: str = "none"
-    modality: str = "both"
-    image_weight: float = 1.0
-    text_weight: float = 1.0
-    batch_size: int = 256
-    workers: int = 4
-    precision: str = "bf16"          # autocast dtype on CUDA; the CPU runs fp32
-    truth_field: Optional[str] = "concept"
-    log_every_s: float = 30.0
 
 
 @dataclass

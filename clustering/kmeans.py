@@ -17,19 +17,12 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
-log = logging.getLogger("clustering.kmeans")
+from unicom.faiss_utils import flat_ip_index, pick_gpus
 
-# faiss' own defaults; the Unicom paper does not give these settings
-DEFAULT_NITER = 20
-DEFAULT_MAX_POINTS_PER_CENTROID = 256
-DEFAULT_SEED = 1234
-# Seeding: faiss' default is K random points, which often puts two centroids in one natural
-# group and none in another (Lloyd cannot undo that). AFK-MC² approximates k-means++; its cost
-# grows as K² (about 1 s at K = 1,000 on two CPU cores), so "auto" uses it up to
-# AUTO_AFKMC2_MAX_K centroids and random seeding above (K = 1M would take days).
-INIT_METHODS = ("auto", "afk-mc2", "kmeans++", "random")
-DEFAULT_INIT = "auto"
-AUTO_AFKMC2_MAX_K = 10_000
+from .config import (AUTO_AFKMC2_MAX_K, DEFAULT_INIT, DEFAULT_MAX_POINTS_PER_CENTROID, DEFAULT_NITER,  # noqa: F401
+                     DEFAULT_SEED, INIT_METHODS)
+
+log = logging.getLogger("clustering.kmeans")
 
 
 def resolve_init(init: str, k: int) -> str:
@@ -57,47 +50,6 @@ class KMeansResult:
     @property
     def k(self) -> int:
         return int(self.centroids.shape[0])
-
-
-def faiss_gpus() -> int:
-    """How many GPUs faiss can use (0 with a CPU-only faiss build)."""
-    import faiss
-
-    get = getattr(faiss, "get_num_gpus", None)
-    return int(get()) if get else 0
-
-
-def resolve_gpus(gpus: Optional[Sequence[int]]) -> List[int]:
-    """``None``: every GPU faiss sees; a list: those devices; ``[]``: the CPU."""
-    if gpus is None:
-        return list(range(faiss_gpus()))
-    return list(gpus)
-
-
-_GPU_RESOURCES: Dict[int, object] = {}
-
-
-def _gpu_resources(dev: int):
-    import faiss
-
-    if dev not in _GPU_RESOURCES:
-        _GPU_RESOURCES[dev] = faiss.StandardGpuResources()
-    return _GPU_RESOURCES[dev]
-
-
-def flat_ip_index(d: int, gpus: Sequence[int] = ()):
-    """An exact inner-product index: on the CPU, one GPU, or sharded over several GPUs."""
-    import faiss
-
-    if not gpus:
-        return faiss.IndexFlatIP(d)
-    if len(gpus) == 1:
-        cfg = faiss.GpuIndexFlatConfig()
-        cfg.device = int(gpus[0])
-        return faiss.GpuIndexFlatIP(_gpu_resources(int(gpus[0])), d, cfg)
-    co = faiss.GpuMultipleClonerOptions()
-    co.shard = True
-    return faiss.index_cpu_to_gpus_list(faiss.IndexFlatIP(d), co=co, gpus=[int(g) for g in gpus])
 
 
 def normalise_rows(x: np.ndarray) -> np.ndarray:
@@ -181,7 +133,7 @@ def spherical_kmeans(x: np.ndarray, k: int, niter: int = DEFAULT_NITER, seed: in
     x = np.ascontiguousarray(x, dtype=np.float32)
     n, d = x.shape
     check_k(k, n)
-    gpus = resolve_gpus(gpus)
+    gpus = pick_gpus(gpus)
     if k == n:  # every point is its own cluster
         return KMeansResult(normalise_rows(x), name, [1.0], 1.0, n, time.time() - t0)
     if weights is not None:
@@ -253,7 +205,7 @@ def nearest(x: np.ndarray, centroids: np.ndarray, gpus: Optional[Sequence[int]] 
             chunk: int = 65536):
     """Exact nearest centroid by inner product: (similarities float32 [n], labels int64 [n])."""
     x = np.ascontiguousarray(x, dtype=np.float32)
-    index = flat_ip_index(centroids.shape[1], resolve_gpus(gpus))
+    index = flat_ip_index(centroids.shape[1], pick_gpus(gpus))
     index.add(np.ascontiguousarray(centroids, dtype=np.float32))
     sims = np.empty(len(x), np.float32)
     labels = np.empty(len(x), np.int64)

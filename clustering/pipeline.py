@@ -11,7 +11,7 @@ import json
 import logging
 import shutil
 import time
-from dataclasses import dataclass
+
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
@@ -19,64 +19,29 @@ import numpy as np
 
 from unicom.atomic_io import read_npy, write_json, write_npy
 from unicom.distributed import DistContext, barrier, broadcast_object
+from unicom.faiss_utils import pick_gpus
 from unicom.shards import split_for_rank
 
 from . import feature_store as fs
 from .assign import assign_shards
+from .config import METHODS, STAGES, ClusterConfig  # noqa: F401  (re-exported)
 from .extract import ExtractConfig, ExtractResult, extract_features
 from .hierarchical import hierarchical_kmeans
-from .kmeans import KMeansResult, KMeansState, check_k, faiss_gpus, resolve_init, spherical_kmeans
+from .kmeans import KMeansResult, KMeansState, check_k, resolve_init, spherical_kmeans
 from .report import build_report, format_table, write_report
 from .two_level import two_level_kmeans
 
 log = logging.getLogger("clustering.pipeline")
 
-METHODS = ("flat", "two-level", "hierarchical")
-STAGES = ("all", "extract", "kmeans", "assign")
 CENTROIDS = "centroids.npy"
 KMEANS_JSON = "kmeans.json"
 STATE_DIR = "kmeans_state"   # flat k-means in progress: centroids after iteration N, for resuming
 
 
-@dataclass
-class ClusterConfig:
-    k: int = 1_000_000
-    method: str = "flat"
-    niter: int = 20
-    max_points_per_centroid: int = 256
-    seed: int = 1234
-    init: str = "auto"                 # centroid seeding (kmeans.INIT_METHODS)
-    coarse_k: Optional[int] = None     # two-level: number of coarse clusters (default ⌈√K⌉)
-    parts: int = 0                     # hierarchical: parts per rank (0: 1 per rank, 4 in one process)
-    local_method: str = "flat"         # hierarchical: how each part and the union are clustered
-    gpus: str = "auto"                 # "auto", "none" or "0,1,…"
-    approx_assign: bool = False
-    hnsw_m: int = 32
-    ef_search: int = 128
-    assign_chunk: int = 65536
-    redo_kmeans: bool = False
-    checkpoint_every_s: float = 300.0  # flat k-means: save the centroids at most this often
-    faiss_verbose: bool = False
-    tiny: int = 5
-    report_json: Optional[str] = None
-
-
 def resolve_gpu_list(spec: str, ctx: DistContext, all_of_them: bool) -> List[int]:
-    """Which GPUs faiss uses: ``all_of_them`` (one process doing the work for the run) takes
-    every GPU faiss sees; otherwise a rank takes the GPU of its local rank."""
-    spec = (spec or "auto").strip().lower()
-    n = faiss_gpus()
-    if spec in ("none", "cpu", "") or n == 0:
-        if spec not in ("none", "cpu", "auto", "") and n == 0:
-            raise ValueError(f"--gpus {spec} asked for GPUs but this faiss build sees none")
-        return []
-    if spec == "auto":
-        return list(range(n)) if all_of_them else [ctx.local_rank % n]
-    ids = [int(x) for x in spec.split(",") if x.strip()]
-    bad = [i for i in ids if i >= n]
-    if bad:
-        raise ValueError(f"--gpus {spec}: faiss sees only {n} GPU(s)")
-    return ids
+    """Which GPUs faiss uses (``unicom.faiss_utils.pick_gpus``): ``all_of_them`` (one process
+    doing the work for the run) takes every GPU faiss sees; otherwise a rank takes its own."""
+    return pick_gpus(spec, local_rank=None if all_of_them else ctx.local_rank)
 
 
 def _fingerprint(shards: Sequence[fs.FeatureShard], cfg: ClusterConfig, world: int) -> str:

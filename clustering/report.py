@@ -10,7 +10,7 @@ from unicom.atomic_io import atomic_write, write_json
 
 from .quality import agreement
 
-DEFAULT_TINY = 5
+from .config import DEFAULT_TINY
 
 
 def size_stats(sizes: np.ndarray, tiny: int = DEFAULT_TINY) -> Dict:

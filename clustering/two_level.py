@@ -20,8 +20,10 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 
+from unicom.faiss_utils import pick_gpus
+
 from .kmeans import (DEFAULT_INIT, DEFAULT_MAX_POINTS_PER_CENTROID, DEFAULT_NITER, DEFAULT_SEED, KMeansResult, check_k,
-                     nearest, normalise_rows, resolve_gpus, spherical_kmeans)
+                     nearest, normalise_rows, spherical_kmeans)
 
 log = logging.getLogger("clustering.two_level")
 
@@ -74,7 +76,7 @@ def two_level_kmeans(x: np.ndarray, k: int, k1: Optional[int] = None, niter: int
     x = np.ascontiguousarray(x, dtype=np.float32)
     n, d = x.shape
     check_k(k, n)
-    gpus = resolve_gpus(gpus)
+    gpus = pick_gpus(gpus)
     k1 = int(k1 or math.ceil(math.sqrt(k)))
     k1 = max(1, min(k1, k))
     coarse = spherical_kmeans(x, k1, niter=niter, seed=seed, max_points_per_centroid=max_points_per_centroid,

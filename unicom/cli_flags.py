@@ -57,3 +57,50 @@ def fail(prog: str, message: str, code: int = 2) -> int:
     in a ``main``): the shape of every user-facing error."""
     print(f"{prog}: {' '.join(str(message).split())}", file=sys.stderr)
     return code
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Shows every flag's default and keeps the description's line breaks (its examples)."""
+
+
+_TYPES: Dict[str, Any] = {"int": int, "float": float, "str": str}
+
+
+def add_dataclass_flags(group: Any, cls: type, skip: Sequence[str] = ()) -> None:
+    """One flag per field of the dataclass ``cls``, so that each default is written once (in
+    the dataclass). A field's ``metadata`` may give ``flag`` (default ``--field-name``), ``old``
+    (deprecated aliases), ``help``, ``choices``, ``cli=False`` (not a flag) and ``required``.
+    The flag's ``dest`` is the field name: ``dataclass_from_args(cls, args)`` builds the config.
+    Types come from the annotation (``int``, ``float``, ``str``, ``bool`` → store_true,
+    ``Optional[X]`` → X with default None)."""
+    import dataclasses
+
+    for f in dataclasses.fields(cls):
+        md = f.metadata
+        if f.name in skip or md.get("cli", True) is False:
+            continue
+        flag = md.get("flag", "--" + f.name.replace("_", "-"))
+        kwargs: Dict[str, Any] = {"dest": f.name, "help": md.get("help", "")}
+        typ = str(f.type).replace("typing.", "")
+        if typ.startswith("Optional[") and typ.endswith("]"):
+            typ = typ[len("Optional["):-1]
+        if typ == "bool":
+            kwargs["action"] = "store_true"
+        else:
+            kwargs["type"] = _TYPES.get(typ, str)
+            if "choices" in md:
+                kwargs["choices"] = md["choices"]
+        if md.get("required"):
+            kwargs["required"] = True
+        else:
+            kwargs["default"] = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        add_renamed(group, flag, *md.get("old", ()), **kwargs)
+
+
+def dataclass_from_args(cls: type, args: argparse.Namespace, **overrides: Any) -> Any:
+    """The dataclass ``cls`` filled from the flags ``add_dataclass_flags`` made (plus ``overrides``)."""
+    import dataclasses
+
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)}
+    values.update(overrides)
+    return cls(**values)

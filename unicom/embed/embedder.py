@@ -19,15 +19,16 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from ..device import autocast_dtype
+from ..images import open_image
 from ..pretrained.load import LoadedEncoder, load_encoder
 from ..shards import shard_name
 from ..wds_reader import SkipCounter
 from .dataset import (DEFAULT_NAME, FileCollate, ImageFileDataset, ImageFiles, ShardBatches, default_workers,
-                      identity, load_image, resolve_input)
+                      identity, resolve_input)
 from ..feature_files import shard_done, write_feature_shard
 from .features import read_meta, write_meta
+from .options import PRECISIONS
 
-PRECISIONS = ("fp16", "bf16", "fp32")
 
 
 def _device_of(model: nn.Module) -> torch.device:
@@ -53,8 +54,7 @@ def embed_images(model: nn.Module, transform: Callable, images: Sequence[Union[s
     out: List[np.ndarray] = []
     for start in range(0, len(images), batch_size):
         chunk = images[start:start + batch_size]
-        tensors = [transform(load_image(im) if isinstance(im, (str, os.PathLike)) else im.convert("RGB"))
-                   for im in chunk]
+        tensors = [transform(open_image(im)) for im in chunk]
         out.append(encode_batch(model, torch.stack(tensors), precision))
     if not out:
         raise ValueError("no images to embed")
@@ -126,7 +126,7 @@ def embed_to_features(model: Union[str, os.PathLike, LoadedEncoder], input_spec:
 
 def _check_meta(meta: dict, enc: LoadedEncoder, fdir: Path) -> dict:
     record = enc.describe()
-    record["model"] = _portable_source(enc.source)
+    record["model"] = portable_source(enc.source)
     if meta:
         for key in ("model", "image_size", "embed_dim"):
             if key in meta and meta[key] != record[key]:
@@ -139,8 +139,9 @@ def _abs(path: str) -> str:
     return path if "://" in path or path.startswith("pipe:") else os.path.abspath(path)
 
 
-def _portable_source(source: str) -> str:
-    """Names stay names; paths become absolute, so a later search finds the same encoder."""
+def portable_source(source: str) -> str:
+    """How an encoder is recorded in meta.json and index.json: names stay names; paths become
+    absolute, so a later search finds the same encoder."""
     from ..pretrained.registry import is_known_name
 
     return source if is_known_name(source) else os.path.abspath(os.path.expanduser(source))

@@ -1,0 +1,23 @@
+"""The one image opener of the toolkit: a path or a PIL image → a fully decoded RGB image."""
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+
+def open_image(item, box: Optional[Sequence[float]] = None):
+    """Open ``item`` (a path or an in-memory PIL image) as RGB, cropped to ``box`` (x0, y0, x1,
+    y1 in pixels) if given. The file is decoded fully here, so a truncated file fails here and
+    not later in a worker; raises ``FileNotFoundError`` / an ``OSError`` for unreadable files."""
+    from PIL import Image
+
+    if isinstance(item, Image.Image):
+        img = item
+    else:
+        with Image.open(item) as f:
+            f.load()
+            img = f.convert("RGB")
+    if img.mode != "RGB":
+        img = img.convert("RGB")
+    if box is not None:
+        img = img.crop(tuple(int(round(v)) for v in box))
+    return img
