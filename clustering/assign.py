@@ -23,6 +23,7 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from unicom.atomic_io import read_npy, write_json, write_npy
 from unicom.distributed import DistContext, all_gather_object, all_reduce_sum, barrier, comm_device
@@ -109,8 +110,10 @@ def _prepare_stamp(out: str, cid: str, approx: bool, ctx: DistContext) -> None:
 
 def assign_shards(out: str, shards: Sequence[fs.FeatureShard], centroids: np.ndarray, ctx: DistContext,
                   approx: bool = False, gpus: Optional[Sequence[int]] = None, chunk: int = DEFAULT_CHUNK,
-                  hnsw_m: int = 32, ef_search: int = 128, write_sizes: bool = True) -> AssignResult:
-    """Label every shard's features (collective over ranks); see the module doc."""
+                  hnsw_m: int = 32, ef_search: int = 128, write_sizes: bool = True,
+                  progress: bool = False) -> AssignResult:
+    """Label every shard's features (collective over ranks); see the module doc. ``progress``
+    shows a tqdm bar over this rank's rows."""
     t0 = time.time()
     k, d = centroids.shape
     bad = [s.name for s in shards if s.n and s.dim != d]
@@ -125,7 +128,9 @@ def assign_shards(out: str, shards: Sequence[fs.FeatureShard], centroids: np.nda
     contingency: Counter = Counter()
     skipped = SkipCounter()
     truth_field = None
-    for s in split_for_rank(list(shards), ctx.rank, ctx.world_size):
+    mine = split_for_rank(list(shards), ctx.rank, ctx.world_size)
+    bar = tqdm(total=sum(s.n for s in mine), desc="assign", unit="row", disable=not progress, dynamic_ncols=True)
+    for s in mine:
         path = label_path(out, s.name)
         labels = None
         if path.is_file():
@@ -138,6 +143,7 @@ def assign_shards(out: str, shards: Sequence[fs.FeatureShard], centroids: np.nda
                 lab, sim = assign_array(index, block, chunk)
                 parts_l.append(lab)
                 parts_s.append(sim)
+                bar.update(len(block))
             labels = np.concatenate(parts_l) if parts_l else np.zeros(0, np.int64)
             sims = np.concatenate(parts_s) if parts_s else np.zeros(0, np.float32)
             write_npy(path, labels.astype(np.int32))
@@ -145,6 +151,7 @@ def assign_shards(out: str, shards: Sequence[fs.FeatureShard], centroids: np.nda
         else:
             sims = _similarities(out, s.name, centroids, labels, chunk)
             res.reused.append(s.name)
+            bar.update(len(labels))
         sizes += np.bincount(labels, minlength=k)
         sim_sum += float(sims.astype(np.float64).sum())
         n_local += len(labels)
@@ -154,6 +161,7 @@ def assign_shards(out: str, shards: Sequence[fs.FeatureShard], centroids: np.nda
         if gt and len(gt.get("values", [])) == len(labels):
             truth_field = gt.get("field")
             contingency.update((int(l), t) for l, t in zip(labels.tolist(), gt["values"]) if t is not None)
+    bar.close()
     dev = comm_device()
     t = torch.from_numpy(sizes).to(dev)
     all_reduce_sum(t)

@@ -19,6 +19,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
+from tqdm import tqdm
 
 from unicom.device import autocast_dtype
 from unicom.distributed import DistContext, all_gather_object, barrier, broadcast_object
@@ -27,7 +28,7 @@ from unicom.wds_reader import SkipCounter
 
 from . import feature_store as fs
 from .config import ExtractConfig
-from .dataset import ShardSampleDataset, collate
+from .dataset import FileSampleDataset, ShardSampleDataset, collate
 from .fusion import fuse, modality_weights
 
 log = logging.getLogger("clustering.extract")
@@ -78,23 +79,31 @@ class _ShardBuffer:
         self.skips = SkipCounter()
 
 
-def extract_features(shard_paths: Sequence[str], out: str, cfg: ExtractConfig, ctx: DistContext,
+def input_name(item: Any) -> str:
+    """The feature-shard name of one input: a shard path's name, or an image list's pseudo-shard."""
+    return item.name if hasattr(item, "paths") else shard_name(item)
+
+
+def extract_features(shard_paths: Sequence[Any], out: str, cfg: ExtractConfig, ctx: DistContext,
                      model_bundle: Optional[tuple] = None) -> ExtractResult:
     """Write ``OUT/features/`` for ``shard_paths``; return this rank's and the run's counts.
+
+    The inputs are shard paths or image lists (``unicom.embed.dataset.ImageFiles``: an image
+    folder or list file, one pseudo-shard each).
 
     ``model_bundle`` = ``(model, preprocess, tokenizer)`` reuses a model already built
     (benchmarks, tests); otherwise ``create_clip(cfg.model, cfg.pretrained)`` builds it."""
     from unicom.models.clip_loader import create_clip
 
     t0 = time.time()
-    unique_names(shard_paths)
+    unique_names([p for p in shard_paths if isinstance(p, str)])
     wi, wt = modality_weights(cfg.modality, cfg.image_weight, cfg.text_weight)
     device = ctx.device
     res = ExtractResult()
     settings = {"model": cfg.model, "pretrained": _pretrained_id(cfg.pretrained), "modality": cfg.modality,
                 "image_weight": wi, "text_weight": wt}
     fs.check_meta(fs.read_meta(out), settings, out)
-    pending = [p for p in shard_paths if not fs.shard_done(out, shard_name(p))] if ctx.is_main else None
+    pending = [p for p in shard_paths if not fs.shard_done(out, input_name(p))] if ctx.is_main else None
     pending = broadcast_object(pending, src=0)
     if pending and model_bundle is None:  # with nothing to do, the model is never built or loaded
         model_bundle = create_clip(cfg.model, cfg.pretrained, device=device)
@@ -131,17 +140,28 @@ def extract_features(shard_paths: Sequence[str], out: str, cfg: ExtractConfig, c
     return res
 
 
-def _run_loader(mine: List[str], out: str, cfg: ExtractConfig, model, preprocess, tokenizer,
+def _dataset(mine: List[Any], cfg: ExtractConfig, preprocess, tokenizer, wi: float, wt: float):
+    kw = dict(need_image=wi > 0, need_caption=wt > 0, truth_field=cfg.truth_field)
+    pre, tok = preprocess if wi > 0 else None, tokenizer if wt > 0 else None
+    if len(mine) == 1 and hasattr(mine[0], "paths"):
+        return FileSampleDataset(mine[0], pre, tok, **kw), len(mine[0].paths)
+    if any(hasattr(m, "paths") for m in mine):
+        raise ValueError("give either shards or one image folder / list file, not both")
+    return ShardSampleDataset(mine, pre, tok, **kw), None
+
+
+def _run_loader(mine: List[Any], out: str, cfg: ExtractConfig, model, preprocess, tokenizer,
                 wi: float, wt: float, dim: int, device: torch.device, res: ExtractResult) -> None:
-    ds = ShardSampleDataset(mine, preprocess if wi > 0 else None, tokenizer if wt > 0 else None,
-                            need_image=wi > 0, need_caption=wt > 0, truth_field=cfg.truth_field)
-    workers = max(0, min(cfg.workers, len(mine)))
+    ds, total = _dataset(mine, cfg, preprocess, tokenizer, wi, wt)
+    workers = max(0, min(cfg.workers, len(mine)) if total is None else cfg.workers)
     loader = DataLoader(ds, batch_size=cfg.batch_size, num_workers=workers, collate_fn=collate,
                         pin_memory=device.type == "cuda", prefetch_factor=4 if workers else None,
                         persistent_workers=False)
     amp = autocast_dtype(device, cfg.precision)
     amp_ctx = (lambda: torch.autocast(device_type="cuda", dtype=amp)) if amp else contextlib.nullcontext
     buffers: Dict[str, _ShardBuffer] = defaultdict(_ShardBuffer)
+    ends: Dict[str, int] = defaultdict(int)
+    bar = tqdm(total=total, unit="sample", desc="extract", disable=not cfg.progress, dynamic_ncols=True)
     t_start = last_log = time.time()
     for batch in loader:
         for s in batch["skips"]:
@@ -164,13 +184,19 @@ def _run_loader(mine: List[str], out: str, cfg: ExtractConfig, model, preprocess
                 b.truth.extend(batch["truth"][start:start + n])
                 start += n
             res.samples += len(batch["keys"])
-        for shard in batch["ends"]:
-            _finish_shard(out, shard, buffers.pop(shard, _ShardBuffer()), dim, cfg, res)
-        if time.time() - last_log > cfg.log_every_s:
+        bar.update(len(batch["keys"]) + len(batch["skips"]))
+        for end in batch["ends"]:
+            ends[end.shard] += 1
+            if ends[end.shard] == end.parts:  # every worker that read this shard is done with it
+                _finish_shard(out, end.shard, buffers.pop(end.shard, _ShardBuffer()), dim, cfg, res)
+                if total is None:  # shards: estimate the total from the shards finished so far
+                    bar.total = int(bar.n * len(mine) / len(res.written + res.unreadable))
+                bar.set_postfix(shards=f"{len(res.written)}/{len(mine)}")
+        if bar.disable and time.time() - last_log > cfg.log_every_s:  # no bar: a line now and then
             last_log = time.time()
-            rate = res.samples / max(last_log - t_start, 1e-9)
             log.info("%d samples, %d/%d shards written, %.1f samples/s", res.samples, len(res.written),
-                     len(mine), rate)
+                     len(mine), res.samples / max(last_log - t_start, 1e-9))
+    bar.close()
     if buffers:  # every shard must have ended; anything left means a reader bug
         raise RuntimeError(f"shards {sorted(buffers)} produced samples but never finished")
 
@@ -200,5 +226,5 @@ def _finish_shard(out: str, shard: str, buf: _ShardBuffer, dim: int, cfg: Extrac
     info = {"skipped": buf.skips.as_dict(), "skip_examples": buf.skips.examples, "ground_truth": truth}
     fs.write_shard(out, shard, feats, buf.keys, info)
     res.written.append(shard)
-    log.info("shard %s: %d samples written%s", shard, len(buf.keys),
+    log.debug("shard %s: %d samples written%s", shard, len(buf.keys),
              f", {buf.skips.total} skipped" if buf.skips.total else "")

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
+from tqdm import tqdm
 
 from unicom.faiss_utils import flat_ip_index, pick_gpus
 
@@ -115,7 +116,7 @@ def spherical_kmeans(x: np.ndarray, k: int, niter: int = DEFAULT_NITER, seed: in
                      init_centroids: Optional[np.ndarray] = None, verbose: bool = False,
                      evaluate: bool = True, log_iterations: bool = True, name: str = "flat",
                      init: str = DEFAULT_INIT, checkpoint: Optional[Callable[[KMeansState], None]] = None,
-                     resume: Optional[KMeansState] = None) -> KMeansResult:
+                     resume: Optional[KMeansState] = None, progress: bool = False) -> KMeansResult:
     """Cluster the rows of ``x`` (unit vectors) into ``k`` unit centroids with faiss.
 
     faiss samples at most ``k * max_points_per_centroid`` training points (seeded), runs
@@ -128,7 +129,8 @@ def spherical_kmeans(x: np.ndarray, k: int, niter: int = DEFAULT_NITER, seed: in
     each, so that each one is logged as it ends and ``checkpoint(state)`` can save it;
     ``resume`` continues from such a state. The training sample is the same in every call
     (same seed), so this is the same algorithm as one call with ``niter`` iterations; it stops
-    early, like faiss, when an iteration leaves the objective unchanged."""
+    early, like faiss, when an iteration leaves the objective unchanged. ``progress`` shows a
+    tqdm bar over the iterations (and moves the per-iteration lines to debug level)."""
     t0 = time.time()
     x = np.ascontiguousarray(x, dtype=np.float32)
     n, d = x.shape
@@ -162,6 +164,9 @@ def spherical_kmeans(x: np.ndarray, k: int, niter: int = DEFAULT_NITER, seed: in
             cents, start = normalise_rows(resume.centroids), resume.iteration
             per_iter, iters = list(resume.objective_per_iter), list(resume.iteration_stats)
             log.info("%s k-means K=%d: resuming after iteration %d", name, k, start)
+        bar = tqdm(total=niter, initial=start, desc=f"{name} k-means K={k}", unit="iter", disable=not progress,
+                   dynamic_ncols=True)
+        level = logging.DEBUG if progress else logging.INFO
         for i in range(start, niter):
             if len(iters) >= 2 and iters[-1]["obj"] == iters[-2]["obj"]:
                 break  # converged (faiss' own stopping rule)
@@ -173,12 +178,15 @@ def spherical_kmeans(x: np.ndarray, k: int, niter: int = DEFAULT_NITER, seed: in
             it = dict(st[-1], time=time.time() - t)
             iters.append(it)
             per_iter.append(it["obj"] / n_used)
+            bar.update(1)
+            bar.set_postfix(mean_cos=f"{per_iter[-1]:.5f}", imbalance=f"{it['imbalance_factor']:.3f}")
             if log_iterations:
-                log.info("%s k-means K=%d iter %d/%d: objective %.6g (mean cos %.5f) imbalance %.3f splits %d, "
+                log.log(level, "%s k-means K=%d iter %d/%d: objective %.6g (mean cos %.5f) imbalance %.3f splits %d, "
                          "%.2fs", name, k, i + 1, niter, it["obj"], per_iter[-1], it["imbalance_factor"],
                          int(it["nsplit"]), it["time"])
             if checkpoint is not None:
                 checkpoint(KMeansState(i + 1, cents, list(per_iter), list(iters)))
+        bar.close()
     res = KMeansResult(cents, name, per_iter, per_iter[-1] if per_iter else float("nan"), n_used,
                        0.0, iters, {"gpus": gpus, "d": d})
     if evaluate:

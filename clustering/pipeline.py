@@ -35,6 +35,9 @@ log = logging.getLogger("clustering.pipeline")
 
 CENTROIDS = "centroids.npy"
 KMEANS_JSON = "kmeans.json"
+REPORT_JSON = "report.json"
+SIZES_PNG = "cluster_sizes.png"
+CLASS_GRID_PNG = "class_grid.png"
 STATE_DIR = "kmeans_state"   # flat k-means in progress: centroids after iteration N, for resuming
 
 
@@ -55,7 +58,15 @@ def _fingerprint(shards: Sequence[fs.FeatureShard], cfg: ClusterConfig, world: i
     return h.hexdigest()[:16]
 
 
-def run_extract(shard_paths: Sequence[str], out: str, ecfg: ExtractConfig, ctx: DistContext) -> ExtractResult:
+def saved_centroids(out: str) -> np.ndarray:
+    """``OUT/centroids.npy``, or a clear error when the k-means stage has not run."""
+    cpath = Path(out) / CENTROIDS
+    if not cpath.is_file():
+        raise ValueError(f"{cpath} not found: run the k-means stage first (--stage kmeans or all)")
+    return read_npy(cpath)
+
+
+def run_extract(shard_paths: Sequence, out: str, ecfg: ExtractConfig, ctx: DistContext) -> ExtractResult:
     res = extract_features(shard_paths, out, ecfg, ctx)
     if ctx.is_main:
         total_written = sum(len(w) for w in res.written_by_rank)
@@ -121,7 +132,7 @@ def run_kmeans(out: str, names: Sequence[str], cfg: ClusterConfig, ctx: DistCont
         else:
             resume = None if cfg.redo_kmeans else load_state(out, fp)
             result = spherical_kmeans(x, cfg.k, gpus=gpus, checkpoint=_checkpointer(out, fp, cfg.checkpoint_every_s),
-                                      resume=resume, **kw)
+                                      resume=resume, progress=cfg.progress, **kw)
         del x
     if ctx.is_main:
         write_npy(cpath, result.centroids.astype(np.float32))
@@ -187,14 +198,17 @@ def _kmeans_json(r: KMeansResult, cfg: ClusterConfig, fp: str, n_total: int, dim
 
 
 def run_assign(out: str, names: Sequence[str], centroids: np.ndarray, cfg: ClusterConfig, ctx: DistContext,
-               extra_report: Optional[Dict] = None) -> Dict:
-    """Label every sample, write class sizes and (rank 0) the report; return the report."""
+               extra_report: Optional[Dict] = None, inputs: Optional[Sequence] = None) -> Dict:
+    """Label every sample, write class sizes and (rank 0) the report; return the report. With
+    ``inputs`` (the shard paths or image list the features came from) the report also gets
+    ``class_grid.png``, a picture of ``cfg.grid_classes`` pseudo classes."""
     shards = load_feature_shards(out, names)
     gpus = resolve_gpu_list(cfg.gpus, ctx, all_of_them=not ctx.is_distributed)
     if cfg.approx_assign and gpus:
         log.info("--approx-assign is for the CPU; with GPUs the exact search is used")
     res = assign_shards(out, shards, centroids, ctx, approx=cfg.approx_assign and not gpus, gpus=gpus,
-                        chunk=cfg.assign_chunk, hnsw_m=cfg.hnsw_m, ef_search=cfg.ef_search)
+                        chunk=cfg.assign_chunk, hnsw_m=cfg.hnsw_m, ef_search=cfg.ef_search,
+                        progress=cfg.progress and ctx.is_main)
     rep: Dict = {}
     if ctx.is_main:
         km = {}
@@ -209,9 +223,15 @@ def run_assign(out: str, names: Sequence[str], centroids: np.ndarray, cfg: Clust
             "approx_assign": bool(cfg.approx_assign and not gpus), "skipped": res.skipped.as_dict(),
             "shards": len(shards), "shards_without_features": len(names) - len(shards),
             **(extra_report or {})})
-        json_path = cfg.report_json or str(Path(out) / "report.json")
-        write_report(rep, res.class_sizes, json_path, str(Path(out) / "cluster_sizes.png"), cfg.tiny)
+        json_path = cfg.report_json or str(Path(out) / REPORT_JSON)
+        if inputs is not None and cfg.grid_classes > 0:
+            from .class_grid import render_class_grid
+
+            grid = render_class_grid(out, inputs, Path(out) / CLASS_GRID_PNG, cfg.grid_classes, cfg.grid_images,
+                                     cfg.seed)
+            rep["pictures"] = {"cluster_sizes": SIZES_PNG, "class_grid": grid.name if grid else None}
+        write_report(rep, res.class_sizes, json_path, str(Path(out) / SIZES_PNG), cfg.tiny)
         print(format_table(rep), flush=True)
-        log.info("labels: %s (report %s, histogram %s)", Path(out) / "labels", json_path,
-                 Path(out) / "cluster_sizes.png")
+        log.info("labels: %s (report %s, pictures %s, %s)", Path(out) / "labels", json_path,
+                 Path(out) / SIZES_PNG, Path(out) / CLASS_GRID_PNG)
     return rep

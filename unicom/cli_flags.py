@@ -60,7 +60,13 @@ def fail(prog: str, message: str, code: int = 2) -> int:
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Shows every flag's default and keeps the description's line breaks (its examples)."""
+    """Shows every flag's default (required ones have none) and keeps the description's line
+    breaks (its examples)."""
+
+    def _get_help_string(self, action: argparse.Action) -> Optional[str]:
+        if action.required:
+            return action.help
+        return super()._get_help_string(action)
 
 
 _TYPES: Dict[str, Any] = {"int": int, "float": float, "str": str}
@@ -90,6 +96,8 @@ def add_dataclass_flags(group: Any, cls: type, skip: Sequence[str] = ()) -> None
             kwargs["type"] = _TYPES.get(typ, str)
             if "choices" in md:
                 kwargs["choices"] = md["choices"]
+            else:
+                kwargs["metavar"] = flag.lstrip("-").upper().replace("-", "_")
         if md.get("required"):
             kwargs["required"] = True
         else:

@@ -21,3 +21,14 @@ def open_image(item, box: Optional[Sequence[float]] = None):
     if box is not None:
         img = img.crop(tuple(int(round(v)) for v in box))
     return img
+
+
+def sidecar_text(image_path, suffix: str = ".txt"):
+    """The text of ``NAME.txt`` (or ``suffix``) beside ``NAME.jpg`` — img2dataset's files layout
+    keeps a sample's caption and json that way — stripped, or None when absent or empty."""
+    from pathlib import Path
+
+    p = Path(image_path).with_suffix(suffix)
+    if not p.is_file():
+        return None
+    return p.read_text(encoding="utf-8", errors="replace").strip() or None

@@ -15,15 +15,8 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 from ..formats.index import write_clip_retrieval
+from ..images import sidecar_text
 from .features import iter_shards, read_meta, resolve_features_dir
-
-
-def sidecar_caption(image_path: Path) -> Optional[str]:
-    """The caption in ``NAME.txt`` beside ``NAME.jpg`` (img2dataset's files layout), or None."""
-    txt = image_path.with_suffix(".txt")
-    if txt.is_file():
-        return txt.read_text(encoding="utf-8", errors="replace").strip() or None
-    return None
 
 
 def shard_captions(tar_path: str) -> Dict[str, str]:
@@ -52,7 +45,7 @@ def export_clip_retrieval(features, out_dir) -> Tuple[Path, Path]:
         if src.get("kind") == "files":
             root = Path(src["source"])
             paths.extend(str(root / k) for k in shard_keys)
-            captions.extend(sidecar_caption(root / k) for k in shard_keys)
+            captions.extend(sidecar_text(root / k) for k in shard_keys)
         elif src.get("kind") == "tar":
             caps = shard_captions(src["source"])
             paths.extend(f"{src['source']}::{k}" for k in shard_keys)
