@@ -9,6 +9,7 @@ label files, not all of them.
 from __future__ import annotations
 
 import logging
+import math
 import re
 import tarfile
 from collections import Counter, defaultdict
@@ -27,11 +28,20 @@ THUMB = 96          # thumbnail side in pixels: 12 × 8 of them keep the PNG at 
 _STOPWORDS = frozenset("a an the of in on at to and or with for from by is are this that its it as".split())
 
 
-def top_words(captions: Sequence[Optional[str]], n: int = 3) -> List[str]:
-    """The ``n`` most common words (lower case, 3+ letters, no stop words) of ``captions``."""
-    words = Counter(w for c in captions if c for w in re.findall(r"[a-z][a-z0-9]{2,}", c.lower())
-                    if w not in _STOPWORDS)
-    return [w for w, _ in words.most_common(n)]
+def _words(caption: Optional[str]) -> List[str]:
+    return [w for w in re.findall(r"[a-z][a-z0-9]{2,}", (caption or "").lower()) if w not in _STOPWORDS]
+
+
+def top_words(captions: Sequence[Optional[str]], n: int = 3,
+              others: Sequence[Sequence[Optional[str]]] = ()) -> List[str]:
+    """The ``n`` words (lower case, 3+ letters, no stop words) that best name ``captions``: most
+    common among them, down-weighted (tf-idf) by how many of the ``others`` caption groups
+    (the other classes drawn) also use them, so that template words shared by every class
+    ("photo", "picture") give way to the words that set this class apart."""
+    counts = Counter(w for c in captions for w in _words(c))
+    groups = [set(w for c in g for w in _words(c)) for g in others]
+    score = {w: k * math.log((1 + len(groups)) / (1 + sum(w in g for g in groups))) for w, k in counts.items()}
+    return [w for w, v in sorted(score.items(), key=lambda t: (-t[1], t[0]))[:n] if v > 0 or not groups]
 
 
 def pick_members(out: str, names: Sequence[str], num_classes: int, per_class: int,
@@ -127,8 +137,9 @@ def draw_class_grid(rows: Dict[int, List[tuple]], sizes: Optional[np.ndarray], p
 
     n = len(rows)
     fig, axes = plt.subplots(n, per_class, figsize=(1.05 * per_class, 1.25 * n), dpi=90, squeeze=False)
+    captions = {c: [cap for _, cap in items] for c, items in rows.items()}
     for r, (c, items) in enumerate(rows.items()):
-        words = top_words([cap for _, cap in items])
+        words = top_words(captions[c], others=[g for o, g in captions.items() if o != c])
         size = f", {int(sizes[c]):,} samples" if sizes is not None and c < len(sizes) else ""
         title = f"class {c}{size}" + (f": {' '.join(words)}" if words else " (no captions)")
         for j in range(per_class):
@@ -144,9 +155,14 @@ def draw_class_grid(rows: Dict[int, List[tuple]], sizes: Optional[np.ndarray], p
         axes[r][0].set_title(title, loc="left", fontsize=8, pad=2)
     fig.subplots_adjust(left=0.01, right=0.99, top=0.97, bottom=0.01, hspace=0.35, wspace=0.04)
     path = Path(path)
-    with atomic_write(path, "wb") as f:
-        fig.savefig(f, format="png")
+    fig.canvas.draw()
+    from PIL import Image
+
+    # A 256-colour palette keeps photo thumbnails readable at a third of the RGB PNG's size.
+    img = Image.frombuffer("RGBA", fig.canvas.get_width_height(), fig.canvas.buffer_rgba()).convert("RGB")
     plt.close(fig)
+    with atomic_write(path, "wb") as f:
+        img.quantize(colors=256, method=Image.Quantize.FASTOCTREE).save(f, format="png", optimize=True)
     return path
 
 
