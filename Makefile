@@ -72,7 +72,7 @@ test-slow: install
 	$(PY) -m pytest -m slow $(PYTEST_ARGS)
 
 $(SAMPLE_DIR)/manifest.json: | $(STAMP)
-	$(PY) -m unicom.sample_data --out $(SAMPLE_DIR)
+	$(PY) -m unicom.sample_data --output $(SAMPLE_DIR)
 
 sample: install $(SAMPLE_DIR)/manifest.json
 

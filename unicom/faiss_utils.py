@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple, Union
 
-import numpy as np
+if TYPE_CHECKING:  # numpy is imported where it is used: the CLIs' --help imports this module
+    import numpy as np
 
 INDEX_TYPES = ("auto", "flat", "ivf", "hnsw", "none")
 FLAT_MAX = 100_000
@@ -121,12 +122,14 @@ def default_nprobe(nlist: int) -> int:
     return min(nlist, max(16, nlist // 64))
 
 
-def build_index(x: np.ndarray, kind: str = "auto", nlist: Optional[int] = None, nprobe: Optional[int] = None,
+def build_index(x: "np.ndarray", kind: str = "auto", nlist: Optional[int] = None, nprobe: Optional[int] = None,
                 hnsw_m: int = HNSW_M, ef_construction: int = EF_CONSTRUCTION, ef_search: int = EF_SEARCH,
                 seed: int = 0, gpus: Sequence[int] = ()) -> Tuple[Any, str, Dict[str, Any]]:
     """An inner-product index holding the rows of ``x`` (float32 [n, d], normalised); row i gets
     id i. Returns (index, type, params). ``gpus`` places a flat index on those GPUs (hnsw and
     ivf stay on the CPU here)."""
+    import numpy as np
+
     faiss = import_faiss()
     x = np.ascontiguousarray(x, dtype=np.float32)
     if x.ndim != 2 or x.shape[0] == 0:
