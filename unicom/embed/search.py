@@ -35,8 +35,9 @@ class Hit:
 class Searcher:
     """Top-k search of images or vectors in an index built by ``unicom-embed``.
 
-    ``model`` overrides the encoder recorded in the index (a name, a path, or a
-    ``LoadedEncoder``); ``nprobe`` (IVF) and ``ef_search`` (HNSW) trade speed for recall.
+    The queries are embedded by the encoder recorded in the index. ``model`` (a name, a path or
+    a ``LoadedEncoder``) may name that same encoder; another one is refused
+    (``check_same_encoder``). ``nprobe`` (IVF) and ``ef_search`` (HNSW) trade speed for recall.
     """
 
     def __init__(self, index_dir, model=None, device: Optional[str] = None, nprobe: Optional[int] = None,
