@@ -11,7 +11,6 @@ import json
 import logging
 import shutil
 import time
-
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 

@@ -8,9 +8,8 @@ import numpy as np
 
 from unicom.atomic_io import atomic_write, write_json
 
-from .quality import agreement
-
 from .config import DEFAULT_TINY
+from .quality import agreement
 
 
 def size_stats(sizes: np.ndarray, tiny: int = DEFAULT_TINY) -> Dict:

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import Any, List, Optional, Tuple, Union
 
 import numpy as np
-
 import torch
 import torch.distributed as dist
 

@@ -67,13 +67,24 @@ def test_old_flag_names_still_work_and_warn(capsys):
         assert f"unicom-cluster: warning: {o} is deprecated, use {n}" in err
 
 
-def test_every_flag_has_help_and_shows_its_default():
-    parser = build_parser()
+@pytest.mark.parametrize("module", ["clustering.cli", "unicom.embed.cli", "unicom.embed.search_cli",
+                                    "unicom.sample_data.cli"])
+def test_every_flag_has_help_and_shows_its_default(module):
+    import importlib
+
+    parser = importlib.import_module(module).build_parser()
+    text = parser.format_help()
     for action in parser._actions:
         if action.option_strings and action.dest != "help":
             assert action.help, action.option_strings
-    text = parser.format_help()
-    assert "(default: 1000000)" in text and "(default: openai)" in text and "--num-clusters" in text
+            if not action.required:
+                assert f"{action.option_strings[0]}" in text and "%(default)" not in action.help
+    assert text.count("(default:") >= len([a for a in parser._actions if a.option_strings and not a.required]) - 1
+
+
+def test_cluster_help_shows_the_paper_defaults():
+    text = build_parser().format_help()
+    assert "(default: 1000000)" in text and "(default: openai)" in text and "(default: ViT-L-14)" in text
 
 
 @pytest.mark.parametrize("module", ["clustering.cli", "unicom.embed.cli", "unicom.embed.search_cli",

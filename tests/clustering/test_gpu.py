@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from unicom.faiss_utils import faiss_gpu_count
 from clustering.kmeans import mean_cosine, nearest, spherical_kmeans
+from unicom.faiss_utils import faiss_gpu_count
 
 from .conftest import planted_blobs
 

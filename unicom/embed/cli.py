@@ -64,8 +64,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             import pyarrow  # noqa: F401  (fail before hours of embedding, not after)
         except ImportError:
             return fail(PROG, "error: --format clip-retrieval needs pyarrow: pip install 'unicom[parquet]'")
-    from .embedder import embed_to_features
     from ..formats.index import INDEX_SUBDIR
+    from .embedder import embed_to_features
     from .index import build_index_dir
 
     t0 = time.time()

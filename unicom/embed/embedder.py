@@ -19,16 +19,23 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from ..device import autocast_dtype
+from ..feature_files import shard_done, write_feature_shard
 from ..images import open_image
 from ..pretrained.load import LoadedEncoder, load_encoder
 from ..shards import shard_name
 from ..wds_reader import SkipCounter
-from .dataset import (DEFAULT_NAME, FileCollate, ImageFileDataset, ImageFiles, ShardBatches, default_workers,
-                      identity, resolve_input)
-from ..feature_files import shard_done, write_feature_shard
+from .dataset import (
+    DEFAULT_NAME,
+    FileCollate,
+    ImageFileDataset,
+    ImageFiles,
+    ShardBatches,
+    default_workers,
+    identity,
+    resolve_input,
+)
 from .features import read_meta, write_meta
 from .options import PRECISIONS
-
 
 
 def _device_of(model: nn.Module) -> torch.device:
