@@ -127,7 +127,7 @@ def run_kmeans(out: str, names: Sequence[str], cfg: ClusterConfig, ctx: DistCont
         log.info("k-means (%s): K=%d on %d of %d samples, D=%d, %s", cfg.method, cfg.k, len(x), n_total, dim,
                  f"GPUs {gpus}" if gpus else "CPU")
         if cfg.method == "two-level":
-            result = two_level_kmeans(x, cfg.k, k1=cfg.coarse_k, gpus=gpus, **kw)
+            result = two_level_kmeans(x, cfg.k, k1=cfg.coarse_k, gpus=gpus, progress=cfg.progress, **kw)
         else:
             resume = None if cfg.redo_kmeans else load_state(out, fp)
             result = spherical_kmeans(x, cfg.k, gpus=gpus, checkpoint=_checkpointer(out, fp, cfg.checkpoint_every_s),

@@ -19,6 +19,7 @@ import time
 from typing import List, Optional, Sequence
 
 import numpy as np
+from tqdm import tqdm
 
 from unicom.faiss_utils import pick_gpus
 
@@ -64,14 +65,15 @@ def two_level_kmeans(x: np.ndarray, k: int, k1: Optional[int] = None, niter: int
                      seed: int = DEFAULT_SEED, max_points_per_centroid: int = DEFAULT_MAX_POINTS_PER_CENTROID,
                      gpus: Optional[Sequence[int]] = None, verbose: bool = False,
                      weights: Optional[np.ndarray] = None, init: str = DEFAULT_INIT,
-                     fine_init: str = "random") -> KMeansResult:
+                     fine_init: str = "random", progress: bool = False) -> KMeansResult:
     """Two-level spherical k-means of the rows of ``x`` into ``k`` centroids (see module doc).
 
     ``objective`` is the mean cosine of each point to its best centroid inside its coarse
     cluster, a lower bound on the exact nearest-centroid objective (computing that exactly
     costs a full N×K pass; ``kmeans.mean_cosine`` does it when wanted). ``init`` seeds the coarse
     level; ``fine_init`` the many small fine problems, where faiss' random seeding is cheapest
-    (AFK-MC² costs more than the iterations on problems of a few thousand points)."""
+    (AFK-MC² costs more than the iterations on problems of a few thousand points). ``progress``
+    shows tqdm bars over the coarse iterations and the fine clusterings."""
     t0 = time.time()
     x = np.ascontiguousarray(x, dtype=np.float32)
     n, d = x.shape
@@ -81,7 +83,7 @@ def two_level_kmeans(x: np.ndarray, k: int, k1: Optional[int] = None, niter: int
     k1 = max(1, min(k1, k))
     coarse = spherical_kmeans(x, k1, niter=niter, seed=seed, max_points_per_centroid=max_points_per_centroid,
                               gpus=gpus, verbose=verbose, evaluate=False, name="two-level coarse",
-                              weights=weights, init=init)
+                              weights=weights, init=init, progress=progress)
     _, lab1 = nearest(x, coarse.centroids, gpus)
     sizes = np.bincount(lab1, minlength=k1)
     shares = allocate(sizes, k)
@@ -93,7 +95,10 @@ def two_level_kmeans(x: np.ndarray, k: int, k1: Optional[int] = None, niter: int
     per_iter_n = np.zeros(niter, dtype=np.float64)
     obj_sum, n_fine, w_total = 0.0, 0, 0.0
     t_fine = time.time()
+    bar = tqdm(total=k1, desc=f"two-level fine k-means K={k}", unit="cluster", disable=not progress,
+               dynamic_ncols=True)
     for c in range(k1):
+        bar.update(1)
         kc = int(shares[c])
         if kc == 0:
             continue
@@ -125,9 +130,11 @@ def two_level_kmeans(x: np.ndarray, k: int, k1: Optional[int] = None, niter: int
         centroids.append(cents)
         coarse_of.append(np.full(kc, c, np.int32))
         n_fine += 1
+    bar.close()
     fine_per_iter = (per_iter / np.maximum(per_iter_n, 1)).tolist()
     for i, o in enumerate(fine_per_iter):
-        log.info("two-level fine k-means (%d coarse clusters, K=%d) iter %d/%d: mean cos %.5f",
+        log.log(logging.DEBUG if progress else logging.INFO,
+                "two-level fine k-means (%d coarse clusters, K=%d) iter %d/%d: mean cos %.5f",
                  n_fine, k, i + 1, niter, o)
     cents = np.concatenate(centroids)
     assert cents.shape == (k, d), cents.shape
