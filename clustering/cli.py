@@ -25,6 +25,7 @@ from .config import STAGES, ClusterConfig, ExtractConfig
 
 PROG = "unicom-cluster"
 INPUT_TYPES = ("auto", "shards", "folder", "list")
+FILES_PER_PSEUDO_SHARD = 10_000  # an image folder is read in pieces of this many images
 log = logging.getLogger("clustering.cli")
 
 
@@ -73,34 +74,41 @@ def _setup_logging(level: str, rank: int) -> None:
     logging.getLogger("clustering").setLevel(level.upper() if rank == 0 else "WARNING")
 
 
-def resolve_data(spec: str, input_type: str = "auto") -> tuple:
-    """(inputs, names): shard paths, or one image list (``ImageFiles``, one pseudo-shard)."""
+def resolve_data(spec: str, input_type: str = "auto", chunk: int = FILES_PER_PSEUDO_SHARD) -> tuple:
+    """(inputs, names): shard paths, or the images of a folder or list file cut into pseudo-shards
+    of ``chunk`` images (``ImageFiles`` named ``images``, or ``images-00000``, ``images-00001``,
+    … when there are several), so that ranks share the work and a killed run resumes by chunk."""
+    from dataclasses import replace
+
     from unicom.embed.dataset import resolve_input
     from unicom.shards import shard_name
 
     kind, items = resolve_input(spec, input_type)
-    if kind == "files":
+    if kind != "files":
+        return items, [shard_name(p) for p in items]
+    if len(items.paths) <= chunk:
         return [items], [items.name]
-    return items, [shard_name(p) for p in items]
+    parts = [replace(items, name=f"{items.name}-{i // chunk:05d}", keys=items.keys[i:i + chunk],
+                     paths=items.paths[i:i + chunk]) for i in range(0, len(items.paths), chunk)]
+    return parts, [p.name for p in parts]
 
 
 def image_only_note(inputs: list, ecfg: ExtractConfig) -> Optional[str]:
-    """An image folder or list without a caption (``NAME.txt``) for every image is embedded from
-    its images alone: switch ``ecfg`` to image-only and return what the report says about it."""
+    """Images from a folder or list without a caption (``NAME.txt``) for every image are embedded
+    alone: switch ``ecfg`` to image-only and return what the report says about it."""
     from unicom.images import sidecar_text
 
-    if len(inputs) != 1 or not hasattr(inputs[0], "paths") or ecfg.modality == "image":
+    files = [p for i in inputs if hasattr(i, "paths") for p in i.paths]
+    if not files or ecfg.modality == "image":
         return None
-    files = inputs[0]
-    missing = sum(sidecar_text(p) is None for p in files.paths)
+    missing = sum(sidecar_text(p) is None for p in files)
     if not missing:
         return None
     if ecfg.modality == "text":
-        raise ValueError(f"--modality text, but {missing} of {len(files.paths)} images in {files.source} have no "
-                         "caption (NAME.txt beside NAME.jpg); use --modality image or both")
+        raise ValueError(f"--modality text, but {missing} of {len(files)} images have no caption (NAME.txt beside "
+                         "NAME.jpg); use --modality image or both")
     ecfg.modality = "image"
-    note = (f"image features alone: {missing} of {len(files.paths)} images have no caption "
-            f"(NAME.txt beside NAME.jpg)")
+    note = f"image features alone: {missing} of {len(files)} images have no caption (NAME.txt beside NAME.jpg)"
     log.warning("%s", note)
     return note
 
@@ -117,7 +125,7 @@ def run(args: argparse.Namespace) -> dict:
     t0 = time.time()
     show = not args.no_progress and ctx.is_main
     try:
-        inputs, names = resolve_data(args.data, args.input_type)
+        inputs, names = resolve_data(args.data, args.input_type, FILES_PER_PSEUDO_SHARD)
         truth = None if str(args.truth_field).lower() == "none" else args.truth_field
         ecfg = dataclass_from_args(ExtractConfig, args, truth_field=truth, progress=show)
         ccfg = dataclass_from_args(ClusterConfig, args, progress=show)

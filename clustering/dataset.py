@@ -33,10 +33,9 @@ class Item:
 
 @dataclass
 class ShardEnd:
-    """Marks that every sample of ``shard`` has been yielded (by one of ``parts`` workers)."""
+    """Marks that every sample of ``shard`` has been yielded."""
 
     shard: str
-    parts: int = 1
 
 
 class ShardSampleDataset(IterableDataset):
@@ -87,14 +86,14 @@ def collate(batch: Sequence[Any]) -> Dict[str, Any]:
     ``truth`` (lists), ``images``/``tokens`` (stacked tensors or None), ``skips``, ``ends``."""
     items: List[Item] = []
     skips: List[Skipped] = []
-    ends: List[ShardEnd] = []
+    ends: List[str] = []
     for it in batch:
         if isinstance(it, Item):
             items.append(it)
         elif isinstance(it, Skipped):
             skips.append(it)
         elif isinstance(it, ShardEnd):
-            ends.append(it)
+            ends.append(it.shard)
         else:
             raise TypeError(f"unexpected item in a batch: {type(it).__name__}")
     has_img = bool(items) and items[0].image is not None
@@ -111,40 +110,39 @@ def collate(batch: Sequence[Any]) -> Dict[str, Any]:
 
 
 class FileSampleDataset(IterableDataset):
-    """The images of an image folder or list file (``unicom.embed.dataset.ImageFiles``) as one
-    pseudo-shard, split over DataLoader workers by index. A caption is the ``NAME.txt`` beside
-    ``NAME.jpg`` and ground truth a field of ``NAME.json`` (img2dataset's files layout), where
-    present. Each worker ends with ``ShardEnd(name, parts=num_workers)``: the shard is complete
-    when every worker's end has arrived."""
+    """The images of image folders or list files (``unicom.embed.dataset.ImageFiles``, one
+    pseudo-shard each), whole pseudo-shards per DataLoader worker, like ``ShardSampleDataset``.
+    A caption is the ``NAME.txt`` beside ``NAME.jpg`` and ground truth a field of ``NAME.json``
+    (img2dataset's files layout), where present."""
 
     def __init__(self, files, preprocess: Optional[Callable], tokenizer: Optional[Callable],
                  need_image: bool = True, need_caption: bool = True, truth_field: Optional[str] = "concept"):
         super().__init__()
-        self.files = files
+        self.files = list(files)
         self.preprocess, self.tokenizer = preprocess, tokenizer
         self.need_image, self.need_caption, self.truth_field = need_image, need_caption, truth_field
 
     def __iter__(self):
+        info = get_worker_info()
+        mine = self.files if info is None else self.files[info.id::info.num_workers]
+        for files in mine:
+            for i in range(len(files.paths)):
+                yield self._item(files.name, files.keys[i], files.paths[i])
+            yield ShardEnd(files.name)
+
+    def _item(self, name: str, key: str, path) -> Any:
         from unicom.images import open_image, sidecar_text
 
-        info = get_worker_info()
-        wid, nw = (0, 1) if info is None else (info.id, info.num_workers)
-        name = self.files.name
-        for i in range(wid, len(self.files.paths), nw):
-            path, key = self.files.paths[i], self.files.keys[i]
-            caption = sidecar_text(path) if self.need_caption else None
-            if self.need_caption and not caption:
-                yield Skipped("missing_caption", name, key)
-                continue
-            try:
-                image = self.preprocess(open_image(path)) if self.need_image else None
-            except Exception as exn:  # a file that cannot be decoded costs the sample, not the run
-                reason = "missing_image" if isinstance(exn, FileNotFoundError) else "bad_image"
-                yield Skipped(reason, name, key, f"{type(exn).__name__}: {str(exn)[:80]}")
-                continue
-            tokens = self.tokenizer([caption])[0] if self.need_caption else None
-            yield Item(name, key, image, tokens, _sidecar_truth(path, self.truth_field))
-        yield ShardEnd(name, parts=nw)
+        caption = sidecar_text(path) if self.need_caption else None
+        if self.need_caption and not caption:
+            return Skipped("missing_caption", name, key)
+        try:
+            image = self.preprocess(open_image(path)) if self.need_image else None
+        except Exception as exn:  # a file that cannot be decoded costs the sample, not the run
+            reason = "missing_image" if isinstance(exn, FileNotFoundError) else "bad_image"
+            return Skipped(reason, name, key, f"{type(exn).__name__}: {str(exn)[:80]}")
+        tokens = self.tokenizer([caption])[0] if self.need_caption else None
+        return Item(name, key, image, tokens, _sidecar_truth(path, self.truth_field))
 
 
 def _sidecar_truth(path, field: Optional[str]) -> Optional[Any]:

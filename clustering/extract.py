@@ -141,26 +141,27 @@ def extract_features(shard_paths: Sequence[Any], out: str, cfg: ExtractConfig, c
 
 
 def _dataset(mine: List[Any], cfg: ExtractConfig, preprocess, tokenizer, wi: float, wt: float):
+    """The DataLoader's dataset for this rank's inputs, and their sample count when known."""
     kw = dict(need_image=wi > 0, need_caption=wt > 0, truth_field=cfg.truth_field)
     pre, tok = preprocess if wi > 0 else None, tokenizer if wt > 0 else None
-    if len(mine) == 1 and hasattr(mine[0], "paths"):
-        return FileSampleDataset(mine[0], pre, tok, **kw), len(mine[0].paths)
-    if any(hasattr(m, "paths") for m in mine):
+    files = [m for m in mine if hasattr(m, "paths")]
+    if files and len(files) != len(mine):
         raise ValueError("give either shards or one image folder / list file, not both")
+    if files:
+        return FileSampleDataset(files, pre, tok, **kw), sum(len(f.paths) for f in files)
     return ShardSampleDataset(mine, pre, tok, **kw), None
 
 
 def _run_loader(mine: List[Any], out: str, cfg: ExtractConfig, model, preprocess, tokenizer,
                 wi: float, wt: float, dim: int, device: torch.device, res: ExtractResult) -> None:
     ds, total = _dataset(mine, cfg, preprocess, tokenizer, wi, wt)
-    workers = max(0, min(cfg.workers, len(mine)) if total is None else cfg.workers)
+    workers = max(0, min(cfg.workers, len(mine)))
     loader = DataLoader(ds, batch_size=cfg.batch_size, num_workers=workers, collate_fn=collate,
                         pin_memory=device.type == "cuda", prefetch_factor=4 if workers else None,
                         persistent_workers=False)
     amp = autocast_dtype(device, cfg.precision)
     amp_ctx = (lambda: torch.autocast(device_type="cuda", dtype=amp)) if amp else contextlib.nullcontext
     buffers: Dict[str, _ShardBuffer] = defaultdict(_ShardBuffer)
-    ends: Dict[str, int] = defaultdict(int)
     bar = tqdm(total=total, unit="sample", desc="extract", disable=not cfg.progress, dynamic_ncols=True)
     t_start = last_log = time.time()
     for batch in loader:
@@ -185,13 +186,11 @@ def _run_loader(mine: List[Any], out: str, cfg: ExtractConfig, model, preprocess
                 start += n
             res.samples += len(batch["keys"])
         bar.update(len(batch["keys"]) + len(batch["skips"]))
-        for end in batch["ends"]:
-            ends[end.shard] += 1
-            if ends[end.shard] == end.parts:  # every worker that read this shard is done with it
-                _finish_shard(out, end.shard, buffers.pop(end.shard, _ShardBuffer()), dim, cfg, res)
-                if total is None:  # shards: estimate the total from the shards finished so far
-                    bar.total = int(bar.n * len(mine) / len(res.written + res.unreadable))
-                bar.set_postfix(shards=f"{len(res.written)}/{len(mine)}")
+        for shard in batch["ends"]:
+            _finish_shard(out, shard, buffers.pop(shard, _ShardBuffer()), dim, cfg, res)
+            if total is None:  # shards: estimate the total from the shards finished so far
+                bar.total = int(bar.n * len(mine) / len(res.written + res.unreadable))
+            bar.set_postfix(shards=f"{len(res.written)}/{len(mine)}")
         if bar.disable and time.time() - last_log > cfg.log_every_s:  # no bar: a line now and then
             last_log = time.time()
             log.info("%d samples, %d/%d shards written, %.1f samples/s", res.samples, len(res.written),

@@ -13,7 +13,10 @@ from clustering.cli import build_parser, main
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_an_image_folder_is_clustered_from_its_images_alone(sample_set, tmp_path, capsys):
+def test_an_image_folder_is_clustered_from_its_images_alone(sample_set, tmp_path, monkeypatch):
+    import clustering.cli
+
+    monkeypatch.setattr(clustering.cli, "FILES_PER_PSEUDO_SHARD", 30)  # several pseudo-shards, 2 workers
     root, manifest = sample_set
     out = tmp_path / "run"
     rc = main(["--data", str(root / "heldout"), "--output", str(out), "--num-clusters", "10",
@@ -21,9 +24,10 @@ def test_an_image_folder_is_clustered_from_its_images_alone(sample_set, tmp_path
                "--batch-size", "32", "--no-progress", "--grid-classes", "4", "--grid-images", "3"])
     assert rc == 0
     n = sum(manifest["heldout_counts"].values())
-    keys = (out / "features" / "images.keys").read_text().split("\n")[:-1]
-    assert len(keys) == n and all((root / "heldout" / k).is_file() for k in keys)
-    labels = np.load(out / "labels" / "images.npy")
+    names = [f"images-{i:05d}" for i in range((n + 29) // 30)]
+    keys = [k for name in names for k in (out / "features" / f"{name}.keys").read_text().split("\n")[:-1]]
+    assert keys == sorted(str(p.relative_to(root / "heldout")) for p in (root / "heldout").rglob("*.jpg"))
+    labels = np.concatenate([np.load(out / "labels" / f"{name}.npy") for name in names])
     assert labels.shape == (n,) and labels.min() >= 0 and labels.max() < 10
     assert np.load(out / "labels" / "class_sizes.npy").sum() == n
     meta = json.loads((out / "features" / "meta.json").read_text())
