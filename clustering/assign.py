@@ -23,11 +23,11 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from unicom.atomic_io import read_npy, write_json, write_npy
 from unicom.distributed import DistContext, all_gather_object, all_reduce_sum, barrier, comm_device
 from unicom.faiss_utils import build_index, pick_gpus
+from unicom.progress import progress_bar
 from unicom.shards import split_for_rank
 from unicom.wds_reader import SkipCounter
 
@@ -129,7 +129,7 @@ def assign_shards(out: str, shards: Sequence[fs.FeatureShard], centroids: np.nda
     skipped = SkipCounter()
     truth_field = None
     mine = split_for_rank(list(shards), ctx.rank, ctx.world_size)
-    bar = tqdm(total=sum(s.n for s in mine), desc="assign", unit="row", disable=not progress, dynamic_ncols=True)
+    bar = progress_bar(progress, total=sum(s.n for s in mine), desc="assign", unit="row")
     for s in mine:
         path = label_path(out, s.name)
         labels = None

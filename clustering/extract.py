@@ -19,10 +19,10 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from unicom.device import autocast_dtype
 from unicom.distributed import DistContext, all_gather_object, barrier, broadcast_object
+from unicom.progress import progress_bar
 from unicom.shards import shard_name, split_for_rank, unique_names
 from unicom.wds_reader import SkipCounter
 
@@ -162,7 +162,7 @@ def _run_loader(mine: List[Any], out: str, cfg: ExtractConfig, model, preprocess
     amp = autocast_dtype(device, cfg.precision)
     amp_ctx = (lambda: torch.autocast(device_type="cuda", dtype=amp)) if amp else contextlib.nullcontext
     buffers: Dict[str, _ShardBuffer] = defaultdict(_ShardBuffer)
-    bar = tqdm(total=total, unit="sample", desc="extract", disable=not cfg.progress, dynamic_ncols=True)
+    bar = progress_bar(cfg.progress, total=total, unit="sample", desc="extract")
     t_start = last_log = time.time()
     for batch in loader:
         for s in batch["skips"]:

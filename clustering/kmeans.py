@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
-from tqdm import tqdm
 
 from unicom.faiss_utils import flat_ip_index, pick_gpus
+from unicom.progress import progress_bar
 
 from .config import (AUTO_AFKMC2_MAX_K, DEFAULT_INIT, DEFAULT_MAX_POINTS_PER_CENTROID, DEFAULT_NITER,  # noqa: F401
                      DEFAULT_SEED, INIT_METHODS)
@@ -164,9 +164,8 @@ def spherical_kmeans(x: np.ndarray, k: int, niter: int = DEFAULT_NITER, seed: in
             cents, start = normalise_rows(resume.centroids), resume.iteration
             per_iter, iters = list(resume.objective_per_iter), list(resume.iteration_stats)
             log.info("%s k-means K=%d: resuming after iteration %d", name, k, start)
-        bar = tqdm(total=niter, initial=start, desc=f"{name} k-means K={k}", unit="iter", disable=not progress,
-                   dynamic_ncols=True)
-        level = logging.DEBUG if progress else logging.INFO
+        bar = progress_bar(progress, total=niter, initial=start, desc=f"{name} k-means K={k}", unit="iter")
+        level = logging.INFO if bar.disable else logging.DEBUG  # a bar shows the iterations
         for i in range(start, niter):
             if len(iters) >= 2 and iters[-1]["obj"] == iters[-2]["obj"]:
                 break  # converged (faiss' own stopping rule)

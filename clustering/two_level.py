@@ -19,9 +19,9 @@ import time
 from typing import List, Optional, Sequence
 
 import numpy as np
-from tqdm import tqdm
 
 from unicom.faiss_utils import pick_gpus
+from unicom.progress import progress_bar
 
 from .kmeans import (DEFAULT_INIT, DEFAULT_MAX_POINTS_PER_CENTROID, DEFAULT_NITER, DEFAULT_SEED, KMeansResult, check_k,
                      nearest, normalise_rows, spherical_kmeans)
@@ -95,8 +95,7 @@ def two_level_kmeans(x: np.ndarray, k: int, k1: Optional[int] = None, niter: int
     per_iter_n = np.zeros(niter, dtype=np.float64)
     obj_sum, n_fine, w_total = 0.0, 0, 0.0
     t_fine = time.time()
-    bar = tqdm(total=k1, desc=f"two-level fine k-means K={k}", unit="cluster", disable=not progress,
-               dynamic_ncols=True)
+    bar = progress_bar(progress, total=k1, desc=f"two-level fine k-means K={k}", unit="cluster")
     for c in range(k1):
         bar.update(1)
         kc = int(shares[c])
@@ -133,7 +132,7 @@ def two_level_kmeans(x: np.ndarray, k: int, k1: Optional[int] = None, niter: int
     bar.close()
     fine_per_iter = (per_iter / np.maximum(per_iter_n, 1)).tolist()
     for i, o in enumerate(fine_per_iter):
-        log.log(logging.DEBUG if progress else logging.INFO,
+        log.log(logging.INFO if bar.disable else logging.DEBUG,
                 "two-level fine k-means (%d coarse clusters, K=%d) iter %d/%d: mean cos %.5f",
                  n_fine, k, i + 1, niter, o)
     cents = np.concatenate(centroids)
