@@ -24,6 +24,8 @@ from typing import Iterator, Optional, Tuple, Union
 
 import numpy as np
 
+from unicom.faiss_utils import import_faiss as _faiss
+
 GPU_MAX_K = 2048
 RESULT_BYTES_PER_CHUNK = 256 << 20  # scores + ids of one chunk of queries
 
@@ -38,12 +40,6 @@ def l2_normalize(x: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(x, axis=1, keepdims=True)
     np.divide(x, norms, out=x, where=norms > 0)
     return x
-
-
-def _faiss():
-    import faiss
-
-    return faiss
 
 
 def resolve_search_device(device: Union[str, None] = "auto") -> Tuple[str, int]:

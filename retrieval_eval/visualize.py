@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Sequence
 
 from unicom.atomic_io import write_bytes
-from unicom.inference import DECODE_ERRORS, open_image
+from unicom.images import open_image
+from unicom.inference import DECODE_ERRORS
 
 from .benchmarks.base import Benchmark
 from .scoring import Example

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from .device import autocast_dtype
+from .images import open_image
 from .precision import DEFAULT_PRECISION
 from .pretrained.load import LoadedEncoder
 
@@ -34,23 +35,6 @@ Box = Tuple[float, float, float, float]
 
 class NoReadableImagesError(RuntimeError):
     """Not one image of a set could be read."""
-
-
-def open_image(item: Any, box: Optional[Box] = None):
-    """Open ``item`` (a path or an in-memory PIL image) as RGB, cropped to ``box`` (x1, y1, x2, y2)
-    if given. The file is decoded fully, so a truncated file fails here with an ``OSError``."""
-    from PIL import Image
-
-    if isinstance(item, Image.Image):
-        img = item
-    else:
-        with Image.open(item) as f:
-            img = f.convert("RGB")
-    if img.mode != "RGB":
-        img = img.convert("RGB")
-    if box is not None:
-        img = img.crop(tuple(int(round(v)) for v in box))
-    return img
 
 
 def skip_reason(exc: BaseException) -> str:

@@ -17,14 +17,22 @@ import torch.nn as nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from ..formats import features as ff
 from ..inference import embed_images, encode_batch  # noqa: F401  (re-exported)
 from ..precision import DEFAULT_PRECISION, PRECISIONS
 from ..pretrained.load import LoadedEncoder, load_encoder
 from ..shards import shard_name
 from ..wds_reader import SkipCounter
-from .dataset import (DEFAULT_NAME, FileCollate, ImageFileDataset, ImageFiles, ShardBatches, default_workers,
-                      identity, resolve_input)
-from ..formats import features as ff
+from .dataset import (
+    DEFAULT_NAME,
+    FileCollate,
+    ImageFileDataset,
+    ImageFiles,
+    ShardBatches,
+    default_workers,
+    identity,
+    resolve_input,
+)
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +123,7 @@ def _write(fdir: Path, name: str, feats: List[np.ndarray], keys: List[str], dim:
 
 def _check_meta(meta: dict, enc: LoadedEncoder, fdir: Path) -> dict:
     record = enc.describe()
-    record["model"] = _portable_source(enc.source)
+    record["model"] = portable_source(enc.source)
     if meta:
         for key in ("model", "image_size", "embed_dim"):
             if key in meta and meta[key] != record[key]:
@@ -128,8 +136,9 @@ def _abs(path: str) -> str:
     return path if "://" in path or path.startswith("pipe:") else os.path.abspath(path)
 
 
-def _portable_source(source: str) -> str:
-    """Names stay names; paths become absolute, so a later search finds the same encoder."""
+def portable_source(source: str) -> str:
+    """How an encoder is recorded in meta.json and index.json: names stay names; paths become
+    absolute, so a later search finds the same encoder."""
     from ..pretrained.registry import is_known_name
 
     return source if is_known_name(source) else os.path.abspath(os.path.expanduser(source))
