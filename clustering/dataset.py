@@ -131,7 +131,7 @@ class FileSampleDataset(IterableDataset):
             yield ShardEnd(files.name)
 
     def _item(self, name: str, key: str, path) -> Any:
-        from unicom.images import open_image, sidecar_text
+        from unicom.images import open_image, sidecar_text, skip_reason
 
         caption = sidecar_text(path) if self.need_caption else None
         if self.need_caption and not caption:
@@ -139,8 +139,7 @@ class FileSampleDataset(IterableDataset):
         try:
             image = self.preprocess(open_image(path)) if self.need_image else None
         except Exception as exn:  # a file that cannot be decoded costs the sample, not the run
-            reason = "missing_image" if isinstance(exn, FileNotFoundError) else "bad_image"
-            return Skipped(reason, name, key, f"{type(exn).__name__}: {str(exn)[:80]}")
+            return Skipped(skip_reason(exn), name, key, f"{type(exn).__name__}: {str(exn)[:80]}")
         tokens = self.tokenizer([caption])[0] if self.need_caption else None
         return Item(name, key, image, tokens, _sidecar_truth(path, self.truth_field))
 

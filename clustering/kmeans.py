@@ -20,8 +20,14 @@ import numpy as np
 from unicom.faiss_utils import flat_ip_index, pick_gpus
 from unicom.progress import progress_bar
 
-from .config import (AUTO_AFKMC2_MAX_K, DEFAULT_INIT, DEFAULT_MAX_POINTS_PER_CENTROID, DEFAULT_NITER,  # noqa: F401
-                     DEFAULT_SEED, INIT_METHODS)
+from .config import (  # noqa: F401  (re-exported)
+    AUTO_AFKMC2_MAX_K,
+    DEFAULT_INIT,
+    DEFAULT_MAX_POINTS_PER_CENTROID,
+    DEFAULT_NITER,
+    DEFAULT_SEED,
+    INIT_METHODS,
+)
 
 log = logging.getLogger("clustering.kmeans")
 

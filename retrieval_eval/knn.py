@@ -201,11 +201,11 @@ def iter_search(queries: np.ndarray, gallery: Optional[np.ndarray], k: int, excl
     chunk = int(chunk_size or default_chunk_size(k))
     starts = range(0, len(xq), chunk)
     if progress:
-        from tqdm.auto import tqdm
+        from unicom.progress import progress_bar
 
         where = searcher.device_for(k + exclude_self)
-        starts = tqdm(starts, total=math.ceil(len(xq) / chunk), desc=f"search k={k} ({where})", unit="chunk",
-                      disable=None)
+        starts = progress_bar(True, iterable=starts, total=math.ceil(len(xq) / chunk), desc=f"search k={k} ({where})",
+                              unit="chunk")
     for start in starts:
         block = xq[start:start + chunk]
         if exclude_self:

@@ -82,6 +82,7 @@ def add_dataclass_arguments(parser: Any, cls: type, skip: Sequence[str] = ()) ->
 def dataclass_from_namespace(cls: Type[T], namespace: argparse.Namespace, **overrides: Any) -> T:
     """An instance of ``cls`` from the parsed flags (fields the parser lacks keep their defaults),
     with ``overrides`` taking precedence."""
-    values = {f.name: getattr(namespace, f.name) for f in dataclasses.fields(cls) if hasattr(namespace, f.name)}
+    fields = dataclasses.fields(cls)  # type: ignore[arg-type]  # T is a dataclass
+    values = {f.name: getattr(namespace, f.name) for f in fields if hasattr(namespace, f.name)}
     values.update(overrides)
     return cls(**values)  # type: ignore[call-arg]

@@ -1,7 +1,11 @@
 """The one image opener of the toolkit: a path or a PIL image → a fully decoded RGB image."""
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Tuple
+
+# what a file that is not a readable image raises when it is decoded (PIL's DecompressionBombError
+# is a subclass of none of them: callers that read untrusted sets add it)
+DECODE_ERRORS: Tuple[type, ...] = (OSError, ValueError, SyntaxError, EOFError)
 
 
 def open_image(item, box: Optional[Sequence[float]] = None):
@@ -21,6 +25,12 @@ def open_image(item, box: Optional[Sequence[float]] = None):
     if box is not None:
         img = img.crop(tuple(int(round(v)) for v in box))
     return img
+
+
+def skip_reason(exc: BaseException) -> str:
+    """The counted skip reason (``unicom.wds_reader.SKIP_REASONS``) of an image that failed to
+    open: ``missing_image`` for a file that is not there, else ``bad_image``."""
+    return "missing_image" if isinstance(exc, FileNotFoundError) else "bad_image"
 
 
 def sidecar_text(image_path, suffix: str = ".txt"):

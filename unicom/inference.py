@@ -25,21 +25,16 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from .device import autocast_dtype
-from .images import open_image
+from .images import DECODE_ERRORS, open_image, skip_reason  # noqa: F401  (re-exported)
 from .precision import DEFAULT_PRECISION
 from .pretrained.load import LoadedEncoder
+from .progress import progress_bar
 
-DECODE_ERRORS: Tuple[type, ...] = (OSError, ValueError, SyntaxError, EOFError)
 Box = Tuple[float, float, float, float]
 
 
 class NoReadableImagesError(RuntimeError):
     """Not one image of a set could be read."""
-
-
-def skip_reason(exc: BaseException) -> str:
-    """The counted reason for an image that failed to open."""
-    return "missing_image" if isinstance(exc, FileNotFoundError) else "bad_image"
 
 
 class _ImageDataset(Dataset):
@@ -125,9 +120,7 @@ def embed_images(encoder: LoadedEncoder, images: Sequence[Any], *, boxes: Option
                         num_workers=workers, collate_fn=_collate, pin_memory=dev.type == "cuda")
     out: Optional[np.ndarray] = None
     skipped: Dict[int, str] = {}
-    from tqdm.auto import tqdm
-
-    with tqdm(total=len(images), desc=desc, unit="img", disable=None if progress else True) as bar:
+    with progress_bar(progress, total=len(images), desc=desc, unit="img") as bar:
         for idx, x, failed in loader:
             skipped.update(dict(failed))
             if x is not None:

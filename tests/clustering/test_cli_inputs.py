@@ -33,7 +33,8 @@ def test_an_image_folder_is_clustered_from_its_images_alone(sample_set, tmp_path
     meta = json.loads((out / "features" / "meta.json").read_text())
     assert meta["modality"] == "image" and meta["text_weight"] == 0
     rep = json.loads((out / "report.json").read_text())
-    assert rep["features"].startswith("image features alone") and f"{n} of {n} images have no caption" in rep["features"]
+    assert rep["features"].startswith("image features alone")
+    assert f"{n} of {n} images have no caption" in rep["features"]
     assert rep["cluster_sizes"]["samples"] == n
     grid = out / "class_grid.png"
     assert rep["pictures"]["class_grid"] == grid.name

@@ -49,8 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ef-construction", type=int, default=EF_CONSTRUCTION, help="HNSW build breadth")
     p.add_argument("--ef-search", type=int, default=EF_SEARCH, help="HNSW search breadth")
     p.add_argument("--format", choices=OUTPUT_FORMATS, default="unicom",
-                   help="clip-retrieval also writes OUTPUT/img_emb/img_emb_0.npy and OUTPUT/metadata/metadata_0.parquet "
-                        "(needs pyarrow: pip install 'unicom[parquet]')")
+                   help="clip-retrieval also writes OUTPUT/img_emb/img_emb_0.npy and "
+                        "OUTPUT/metadata/metadata_0.parquet (needs pyarrow: pip install 'unicom[parquet]')")
     p.add_argument("--overwrite", action="store_true", help="recompute shards that are already done")
     p.add_argument("--no-progress", action="store_true", help="turn the progress bars off")
     p.add_argument("--log-level", default="INFO", help="logging verbosity (DEBUG, INFO, WARNING)")

@@ -21,9 +21,9 @@ from torch.utils.data import Dataset, IterableDataset, get_worker_info
 from ..images import open_image
 from ..shards import expand_shards, is_shard_path, shard_name, unique_names
 from ..wds_reader import Skipped, iter_samples
+from .options import DEFAULT_NAME, INPUT_TYPES, default_workers  # noqa: F401  (re-exported)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
-from .options import DEFAULT_NAME, INPUT_TYPES, default_workers  # noqa: F401  (re-exported)
 
 
 def is_image_path(path: str) -> bool:

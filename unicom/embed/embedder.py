@@ -15,12 +15,12 @@ import numpy as np
 import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from ..formats import features as ff
 from ..inference import embed_images, encode_batch  # noqa: F401  (re-exported)
 from ..precision import DEFAULT_PRECISION, PRECISIONS
 from ..pretrained.load import LoadedEncoder, load_encoder
+from ..progress import progress_bar
 from ..shards import shard_name
 from ..wds_reader import SkipCounter
 from .dataset import (
@@ -161,7 +161,7 @@ def _embed_files(enc: LoadedEncoder, files: ImageFiles, fdir: Path, batch_size: 
     keys: List[str] = []
     stamp = ff.input_stamp(files.paths)  # before reading: a later change shows
     mine = SkipCounter()
-    with tqdm(total=len(files.paths), unit="img", desc=f"embed {files.name}", disable=not progress) as bar:
+    with progress_bar(progress, total=len(files.paths), unit="img", desc=f"embed {files.name}") as bar:
         for batch in loader:
             skips.update(batch.skips)
             mine.update(batch.skips)
@@ -182,7 +182,7 @@ def _embed_shards(enc: LoadedEncoder, shards: List[str], fdir: Path, batch_size:
     pending: Dict[str, tuple] = {}
     written: Dict[str, int] = {}
     stamps = {shard_name(s): ff.input_stamp(s) for s in shards}  # before reading: a later change shows
-    with tqdm(unit="img", desc=f"embed {len(shards)} shards", disable=not progress) as bar:
+    with progress_bar(progress, unit="img", desc=f"embed {len(shards)} shards") as bar:
         for batch in loader:
             skips.update(batch.skips)
             feats, keys, mine = pending.setdefault(batch.shard, ([], [], SkipCounter()))

@@ -130,9 +130,10 @@ class IndexDir:
         return int(self.index.d)
 
     def entry(self, i: int) -> Entry:
+        """Row ``i``'s shard, key and image location (from the shard table of index.json)."""
         j = bisect.bisect_right(self._starts, i) - 1
-        s = self.shards[j] if j >= 0 else {"name": "?", "kind": "unknown", "source": None}
-        return Entry(int(i), s["name"], self.keys[i], s.get("kind", "unknown"), s.get("source"))
+        s: Dict[str, Any] = self.shards[j] if j >= 0 else {"name": "?", "kind": "unknown", "source": None}
+        return Entry(int(i), str(s["name"]), self.keys[i], str(s.get("kind", "unknown")), s.get("source"))
 
     def encoder_record(self) -> Dict[str, Any]:
         """The encoder that embedded the indexed collection (``ENCODER_FIELDS``, None if unknown)."""
