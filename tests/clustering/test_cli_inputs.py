@@ -102,3 +102,55 @@ def test_help_imports_nothing_heavy(module):
                        env={"PYTHONPATH": str(ROOT), "PATH": ""})
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "[]"
+
+
+def test_an_image_folder_piece_is_stamped_and_extracted_again_when_an_image_changes(sample_set, tiny_clip, tmp_path,
+                                                                                       caplog):
+    """Image-folder pieces get the same "done" records as shards: a re-run skips a piece whose
+    files are unchanged and extracts it again when one of its images changed."""
+    from clustering.cli import resolve_data
+    from clustering.extract import ExtractConfig, extract_features
+    from unicom.distributed import init_distributed
+    from unicom.formats import features as ff
+
+    root, _ = sample_set
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i, src in enumerate(sorted((root / "heldout").rglob("*.jpg"))[:10]):
+        (folder / f"{i}.jpg").write_bytes(src.read_bytes())
+    inputs, names = resolve_data(str(folder), chunk=4)
+    assert names == ["images-00000", "images-00001", "images-00002"]
+    out = tmp_path / "run"
+    cfg = ExtractConfig(model="TinyCLIP-demo", pretrained="none", modality="image", workers=0, progress=False)
+
+    def extract():
+        return extract_features(inputs, str(out), cfg, init_distributed("cpu"), model_bundle=tiny_clip)
+
+    assert sorted(extract().written) == names
+    rec = ff.read_record(ff.features_dir(out), "images-00001")
+    assert rec["samples_read"] == 4 and rec["input"]["files"] == 4
+    assert extract().written == []                       # unchanged: every piece is done
+    with open(folder / "5.jpg", "ab") as f:              # an image of the second piece changes
+        f.write(b"\0")
+    with caplog.at_level("WARNING", logger="clustering.extract"):
+        assert extract().written == ["images-00001"]
+    assert "images-00001 is extracted again: its input changed" in caplog.text
+
+
+@pytest.mark.parametrize("module", ["clustering.cli", "unicom.embed.cli"])
+def test_a_busy_folder_is_refused_before_any_heavy_import(module, tmp_path):
+    """The lock is taken before torch, faiss or open_clip are imported, so that a second job
+    into a folder in use is refused within a second or two, not after the imports."""
+    from unicom.run_lock import lock_output_dir
+
+    out = tmp_path / "run"
+    args = ["--data", str(tmp_path), "--output", str(out), "--model", "x"] if module == "unicom.embed.cli" else \
+        ["--data", str(tmp_path), "--output", str(out), "--clip-pretrained", "none"]
+    code = (f"import sys\nfrom {module} import main\nrc = main({args!r})\n"
+            "print([m for m in ('torch', 'faiss', 'open_clip') if m in sys.modules])\nsys.exit(rc)")
+    with lock_output_dir(out, "unicom-test"):
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120,
+                           env={"PYTHONPATH": str(ROOT), "PATH": ""})
+    assert r.returncode == 2, r.stderr
+    assert r.stdout.strip() == "[]"
+    assert f"error: {out} is in use by unicom-test (pid " in r.stderr and r.stderr.count("\n") == 1
