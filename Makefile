@@ -1,7 +1,7 @@
 # Unicom toolkit. Every target installs first, so each one works alone on a fresh machine.
 # Override any variable on the command line, e.g.
 #   make cluster DATA='/data/laion/{00000..00099}.tar' OUT=runs/laion K=1000000 \
-#                MODEL=ViT-L-14 PRETRAINED=/weights/open_clip_pytorch_model.bin NPROC=8
+#                CLIP_MODEL=ViT-L-14 CLIP_PRETRAINED=openai NPROC=8
 #   make train CONFIG=configs/vit_b32_laion400m.yaml DATA=... OUT=runs/laion RUN=runs/b32 NPROC=8
 
 PYTHON      ?= python3
@@ -16,10 +16,12 @@ OUT         ?= runs/cluster
 RUN         ?= runs/train
 EVAL_OUT    ?= runs/eval
 
-# Clustering (paper: 1M classes for LAION-400M; the sample set needs few)
-MODEL       ?= TinyCLIP-demo
-PRETRAINED  ?= none
+# Clustering (paper: 1M classes for LAION-400M; the sample set needs few). MODEL and
+# PRETRAINED are the old names of CLIP_MODEL and CLIP_PRETRAINED, still honoured.
+CLIP_MODEL      ?= $(or $(MODEL),TinyCLIP-demo)
+CLIP_PRETRAINED ?= $(or $(PRETRAINED),none)
 K           ?= 48
+NUM_CLUSTERS ?= $(K)
 METHOD      ?= flat
 CLUSTER_ARGS ?=
 
@@ -36,10 +38,14 @@ DATA_ROOT   ?= $(SAMPLE_DIR)
 ENCODER     ?= $(RUN)/export
 EVAL_ARGS   ?=
 
-# Launch: one process runs plainly; NPROC>1 (or multi-node TORCHRUN_ARGS) goes through torchrun.
+# Launch: through torchrun whenever TORCHRUN_ARGS is given (e.g. one process per node on
+# several nodes: NPROC=1 TORCHRUN_ARGS='--nnodes 4 --node_rank R --master_addr H --master_port P')
+# or NPROC > 1 (then --standalone by default); otherwise one plain process.
 NPROC        ?= 1
-TORCHRUN_ARGS ?= --standalone
-LAUNCH = $(if $(filter 1,$(NPROC)),$(PY) -m,$(VENV)/bin/torchrun $(TORCHRUN_ARGS) --nproc_per_node $(NPROC) -m)
+TORCHRUN_ARGS ?=
+USE_TORCHRUN = $(or $(strip $(TORCHRUN_ARGS)),$(filter-out 1,$(strip $(NPROC))))
+LAUNCH = $(if $(USE_TORCHRUN),$(VENV)/bin/torchrun $(or $(strip $(TORCHRUN_ARGS)),--standalone) \
+	--nproc_per_node $(NPROC) -m,$(PY) -m)
 
 PYTEST_ARGS ?=
 
@@ -73,7 +79,7 @@ test-slow: install
 	$(PY) -m pytest -m slow $(PYTEST_ARGS)
 
 $(SAMPLE_DIR)/manifest.json: | $(STAMP)
-	$(PY) -m unicom.sample_data --out $(SAMPLE_DIR)
+	$(PY) -m unicom.sample_data --output $(SAMPLE_DIR)
 
 sample: install $(SAMPLE_DIR)/manifest.json
 
@@ -81,8 +87,8 @@ sample: install $(SAMPLE_DIR)/manifest.json
 NEED_SAMPLE = $(if $(findstring $(SAMPLE_DIR),$(DATA) $(DATA_ROOT)),$(SAMPLE_DIR)/manifest.json)
 
 cluster: install $(NEED_SAMPLE)
-	$(LAUNCH) clustering.cli --data '$(DATA)' --out $(OUT) --k $(K) --model $(MODEL) \
-		--pretrained $(PRETRAINED) --method $(METHOD) $(CLUSTER_ARGS)
+	$(LAUNCH) clustering.cli --data '$(DATA)' --output $(OUT) --num-clusters $(NUM_CLUSTERS) \
+		--clip-model $(CLIP_MODEL) --clip-pretrained $(CLIP_PRETRAINED) --method $(METHOD) $(CLUSTER_ARGS)
 
 $(OUT)/labels/class_sizes.npy: | $(STAMP)
 	$(MAKE) cluster

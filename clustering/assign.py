@@ -25,14 +25,14 @@ import numpy as np
 import torch
 
 from unicom.atomic_io import write_json
-from unicom.distributed import DistContext, all_gather_object, all_reduce_sum, barrier
+from unicom.distributed import DistContext, all_gather_object, all_reduce_sum, barrier, comm_device
+from unicom.faiss_utils import build_index, pick_gpus
 from unicom.formats import features as ff
+from unicom.progress import progress_bar
 from unicom.shards import split_for_rank
 from unicom.wds_reader import SkipCounter
 
 from . import feature_store as fs
-from .hierarchical import comm_device
-from .kmeans import flat_ip_index, resolve_gpus
 
 log = logging.getLogger("clustering.assign")
 
@@ -51,25 +51,13 @@ def centroids_id(centroids: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(centroids, dtype=np.float32).tobytes()).hexdigest()[:16]
 
 
-def build_index(centroids: np.ndarray, approx: bool = False, gpus: Optional[Sequence[int]] = None,
-                hnsw_m: int = 32, ef_search: int = 128, ef_construction: int = 200):
-    """A faiss index over the centroids for nearest-centroid search by inner product.
-
-    Exact (flat) by default, on the GPUs given (all that faiss sees when None) or the CPU.
-    ``approx`` builds an HNSW graph instead (CPU), for large K where exact search is slow."""
-    import faiss
-
-    centroids = np.ascontiguousarray(centroids, dtype=np.float32)
-    k, d = centroids.shape
-    gpus = resolve_gpus(gpus)
-    if approx:
-        index = faiss.IndexHNSWFlat(d, hnsw_m, faiss.METRIC_INNER_PRODUCT)
-        index.hnsw.efConstruction = ef_construction
-        index.add(centroids)
-        index.hnsw.efSearch = ef_search
-        return index
-    index = flat_ip_index(d, gpus)
-    index.add(centroids)
+def centroid_index(centroids: np.ndarray, approx: bool = False, gpus: Optional[Sequence[int]] = None,
+                   hnsw_m: int = 32, ef_search: int = 128):
+    """A faiss index over the centroids for nearest-centroid search by inner product: exact
+    (flat) on the GPUs given (all that faiss sees when None) or the CPU; ``approx`` builds an
+    HNSW graph instead (CPU), for large K where exact search is slow."""
+    index, _, _ = build_index(centroids, "hnsw" if approx else "flat", hnsw_m=hnsw_m, ef_search=ef_search,
+                              gpus=[] if approx else pick_gpus(gpus))
     return index
 
 
@@ -124,8 +112,10 @@ def _prepare_stamp(out: str, cid: str, approx: bool, ctx: DistContext) -> None:
 
 def assign_shards(out: str, shards: Sequence[fs.FeatureShard], centroids: np.ndarray, ctx: DistContext,
                   approx: bool = False, gpus: Optional[Sequence[int]] = None, chunk: int = DEFAULT_CHUNK,
-                  hnsw_m: int = 32, ef_search: int = 128, write_sizes: bool = True) -> AssignResult:
-    """Label every shard's features (collective over ranks); see the module doc."""
+                  hnsw_m: int = 32, ef_search: int = 128, write_sizes: bool = True,
+                  progress: bool = False) -> AssignResult:
+    """Label every shard's features (collective over ranks); see the module doc. ``progress``
+    shows a tqdm bar over this rank's rows."""
     t0 = time.time()
     k, d = centroids.shape
     bad = [s.name for s in shards if s.n and s.dim != d]
@@ -133,14 +123,16 @@ def assign_shards(out: str, shards: Sequence[fs.FeatureShard], centroids: np.nda
         raise ValueError(f"features of shards {bad[:3]} have D={shards[0].dim} but the centroids have D={d}")
     cid = centroids_id(centroids)
     _prepare_stamp(out, cid, approx, ctx)
-    index = build_index(centroids, approx=approx, gpus=gpus, hnsw_m=hnsw_m, ef_search=ef_search)
+    index = centroid_index(centroids, approx=approx, gpus=gpus, hnsw_m=hnsw_m, ef_search=ef_search)
     sizes = np.zeros(k, np.int64)
     sim_sum, n_local = 0.0, 0
     res = AssignResult(class_sizes=sizes)
     contingency: Counter = Counter()
     skipped = SkipCounter()
     truth_field = None
-    for s in split_for_rank(list(shards), ctx.rank, ctx.world_size):
+    mine = split_for_rank(list(shards), ctx.rank, ctx.world_size)
+    bar = progress_bar(progress, total=sum(s.n for s in mine), desc="assign", unit="row")
+    for s in mine:
         path = label_path(out, s.name)
         labels = None
         if path.is_file():
@@ -153,6 +145,7 @@ def assign_shards(out: str, shards: Sequence[fs.FeatureShard], centroids: np.nda
                 lab, sim = assign_array(index, block, chunk, approx=approx)
                 parts_l.append(lab)
                 parts_s.append(sim)
+                bar.update(len(block))
             labels = np.concatenate(parts_l) if parts_l else np.zeros(0, np.int64)
             sims = np.concatenate(parts_s) if parts_s else np.zeros(0, np.float32)
             ff.write_labels(labels_dir(out), s.name, labels)
@@ -160,6 +153,7 @@ def assign_shards(out: str, shards: Sequence[fs.FeatureShard], centroids: np.nda
         else:
             sims = _similarities(out, s.name, centroids, labels, chunk)
             res.reused.append(s.name)
+            bar.update(len(labels))
         sizes += np.bincount(labels, minlength=k)
         sim_sum += float(sims.astype(np.float64).sum())
         n_local += len(labels)
@@ -169,7 +163,8 @@ def assign_shards(out: str, shards: Sequence[fs.FeatureShard], centroids: np.nda
         if gt and len(gt.get("values", [])) == len(labels):
             truth_field = gt.get("field")
             contingency.update((int(l), t) for l, t in zip(labels.tolist(), gt["values"]) if t is not None)
-    dev = comm_device() if ctx.is_distributed else torch.device("cpu")
+    bar.close()
+    dev = comm_device()
     t = torch.from_numpy(sizes).to(dev)
     all_reduce_sum(t)
     res.class_sizes = t.cpu().numpy().astype(np.int64)

@@ -107,3 +107,52 @@ def collate(batch: Sequence[Any]) -> Dict[str, Any]:
         "skips": skips,
         "ends": ends,
     }
+
+
+class FileSampleDataset(IterableDataset):
+    """The images of image folders or list files (``unicom.embed.dataset.ImageFiles``, one
+    pseudo-shard each), whole pseudo-shards per DataLoader worker, like ``ShardSampleDataset``.
+    A caption is the ``NAME.txt`` beside ``NAME.jpg`` and ground truth a field of ``NAME.json``
+    (img2dataset's files layout), where present."""
+
+    def __init__(self, files, preprocess: Optional[Callable], tokenizer: Optional[Callable],
+                 need_image: bool = True, need_caption: bool = True, truth_field: Optional[str] = "concept"):
+        super().__init__()
+        self.files = list(files)
+        self.preprocess, self.tokenizer = preprocess, tokenizer
+        self.need_image, self.need_caption, self.truth_field = need_image, need_caption, truth_field
+
+    def __iter__(self):
+        info = get_worker_info()
+        mine = self.files if info is None else self.files[info.id::info.num_workers]
+        for files in mine:
+            for i in range(len(files.paths)):
+                yield self._item(files.name, files.keys[i], files.paths[i])
+            yield ShardEnd(files.name)
+
+    def _item(self, name: str, key: str, path) -> Any:
+        from unicom.images import open_image, sidecar_text, skip_reason
+
+        caption = sidecar_text(path) if self.need_caption else None
+        if self.need_caption and not caption:
+            return Skipped("missing_caption", name, key)
+        try:
+            image = self.preprocess(open_image(path)) if self.need_image else None
+        except Exception as exn:  # a file that cannot be decoded costs the sample, not the run
+            return Skipped(skip_reason(exn), name, key, f"{type(exn).__name__}: {str(exn)[:80]}")
+        tokens = self.tokenizer([caption])[0] if self.need_caption else None
+        return Item(name, key, image, tokens, _sidecar_truth(path, self.truth_field))
+
+
+def _sidecar_truth(path, field: Optional[str]) -> Optional[Any]:
+    if not field:
+        return None
+    import json
+
+    from unicom.images import sidecar_text
+
+    text = sidecar_text(path, ".json")
+    try:
+        return json.loads(text).get(field) if text else None
+    except (ValueError, AttributeError):
+        return None  # metadata is optional: a broken json does not cost the sample

@@ -23,28 +23,16 @@ from torch.utils.data import DataLoader
 from unicom.device import autocast_dtype
 from unicom.distributed import DistContext, all_gather_object, barrier, broadcast_object
 from unicom.formats import features as ff
+from unicom.progress import progress_bar
 from unicom.shards import shard_name, split_for_rank, unique_names
 from unicom.wds_reader import SkipCounter
 
 from . import feature_store as fs
-from .dataset import ShardSampleDataset, collate
+from .config import ExtractConfig
+from .dataset import FileSampleDataset, ShardSampleDataset, collate
 from .fusion import fuse, modality_weights
 
 log = logging.getLogger("clustering.extract")
-
-
-@dataclass
-class ExtractConfig:
-    model: str = "TinyCLIP-demo"
-    pretrained: str = "none"
-    modality: str = "both"
-    image_weight: float = 1.0
-    text_weight: float = 1.0
-    batch_size: int = 256
-    workers: int = 4
-    precision: str = "bf16"          # autocast dtype on CUDA; the CPU runs fp32
-    truth_field: Optional[str] = "concept"
-    log_every_s: float = 30.0
 
 
 @dataclass
@@ -93,16 +81,29 @@ class _ShardBuffer:
         self.skips = SkipCounter()
 
 
-def extract_features(shard_paths: Sequence[str], out: str, cfg: ExtractConfig, ctx: DistContext,
+def input_name(item: Any) -> str:
+    """The feature-shard name of one input: a shard path's name, or an image list's pseudo-shard."""
+    return item.name if hasattr(item, "paths") else shard_name(item)
+
+
+def input_source(item: Any) -> Any:
+    """What ``ff.input_stamp`` stamps for one input: a shard's path, or an image list's files."""
+    return list(item.paths) if hasattr(item, "paths") else item
+
+
+def extract_features(shard_paths: Sequence[Any], out: str, cfg: ExtractConfig, ctx: DistContext,
                      model_bundle: Optional[tuple] = None) -> ExtractResult:
     """Write ``OUT/features/`` for ``shard_paths``; return this rank's and the run's counts.
+
+    The inputs are shard paths or image lists (``unicom.embed.dataset.ImageFiles``: an image
+    folder or list file, one pseudo-shard each).
 
     ``model_bundle`` = ``(model, preprocess, tokenizer)`` reuses a model already built
     (benchmarks, tests); otherwise ``create_clip(cfg.model, cfg.pretrained)`` builds it."""
     from unicom.models.clip_loader import create_clip
 
     t0 = time.time()
-    unique_names(shard_paths)
+    unique_names([p for p in shard_paths if isinstance(p, str)])
     wi, wt = modality_weights(cfg.modality, cfg.image_weight, cfg.text_weight)
     device = ctx.device
     res = ExtractResult()
@@ -137,7 +138,8 @@ def extract_features(shard_paths: Sequence[str], out: str, cfg: ExtractConfig, c
     if mine:
         model, preprocess, tokenizer = model_bundle
         t1 = time.time()
-        res.inputs = {shard_name(p): ff.input_stamp(p) for p in mine}  # before reading: a later change shows
+        # stamped before reading: a change during the read shows in the next run
+        res.inputs = {input_name(p): ff.input_stamp(input_source(p)) for p in mine}
         _run_loader(mine, out, cfg, model, preprocess, tokenizer, wi, wt, dim, device, res)
         res.seconds = time.time() - t1
     res.setup_seconds = time.time() - t0 - res.seconds
@@ -148,10 +150,21 @@ def extract_features(shard_paths: Sequence[str], out: str, cfg: ExtractConfig, c
     return res
 
 
-def _run_loader(mine: List[str], out: str, cfg: ExtractConfig, model, preprocess, tokenizer,
+def _dataset(mine: List[Any], cfg: ExtractConfig, preprocess, tokenizer, wi: float, wt: float):
+    """The DataLoader's dataset for this rank's inputs, and their sample count when known."""
+    kw = dict(need_image=wi > 0, need_caption=wt > 0, truth_field=cfg.truth_field)
+    pre, tok = preprocess if wi > 0 else None, tokenizer if wt > 0 else None
+    files = [m for m in mine if hasattr(m, "paths")]
+    if files and len(files) != len(mine):
+        raise ValueError("give either shards or one image folder / list file, not both")
+    if files:
+        return FileSampleDataset(files, pre, tok, **kw), sum(len(f.paths) for f in files)
+    return ShardSampleDataset(mine, pre, tok, **kw), None
+
+
+def _run_loader(mine: List[Any], out: str, cfg: ExtractConfig, model, preprocess, tokenizer,
                 wi: float, wt: float, dim: int, device: torch.device, res: ExtractResult) -> None:
-    ds = ShardSampleDataset(mine, preprocess if wi > 0 else None, tokenizer if wt > 0 else None,
-                            need_image=wi > 0, need_caption=wt > 0, truth_field=cfg.truth_field)
+    ds, total = _dataset(mine, cfg, preprocess, tokenizer, wi, wt)
     workers = max(0, min(cfg.workers, len(mine)))
     loader = DataLoader(ds, batch_size=cfg.batch_size, num_workers=workers, collate_fn=collate,
                         pin_memory=device.type == "cuda", prefetch_factor=4 if workers else None,
@@ -159,6 +172,7 @@ def _run_loader(mine: List[str], out: str, cfg: ExtractConfig, model, preprocess
     amp = autocast_dtype(device, cfg.precision)
     amp_ctx = (lambda: torch.autocast(device_type="cuda", dtype=amp)) if amp else contextlib.nullcontext
     buffers: Dict[str, _ShardBuffer] = defaultdict(_ShardBuffer)
+    bar = progress_bar(cfg.progress, total=total, unit="sample", desc="extract")
     t_start = last_log = time.time()
     for batch in loader:
         for s in batch["skips"]:
@@ -181,26 +195,30 @@ def _run_loader(mine: List[str], out: str, cfg: ExtractConfig, model, preprocess
                 b.truth.extend(batch["truth"][start:start + n])
                 start += n
             res.samples += len(batch["keys"])
+        bar.update(len(batch["keys"]) + len(batch["skips"]))
         for shard in batch["ends"]:
             _finish_shard(out, shard, buffers.pop(shard, _ShardBuffer()), dim, cfg, res)
-        if time.time() - last_log > cfg.log_every_s:
+            if total is None:  # shards: estimate the total from the shards finished so far
+                bar.total = int(bar.n * len(mine) / len(res.written + res.unreadable))
+            bar.set_postfix(shards=f"{len(res.written)}/{len(mine)}")
+        if bar.disable and time.time() - last_log > cfg.log_every_s:  # no bar: a line now and then
             last_log = time.time()
-            rate = res.samples / max(last_log - t_start, 1e-9)
             log.info("%d samples, %d/%d shards written, %.1f samples/s", res.samples, len(res.written),
-                     len(mine), rate)
+                     len(mine), res.samples / max(last_log - t_start, 1e-9))
+    bar.close()
     if buffers:  # every shard must have ended; anything left means a reader bug
         raise RuntimeError(f"shards {sorted(buffers)} produced samples but never finished")
 
 
-def _pending(shard_paths: Sequence[str], fdir) -> List[str]:
-    """The shards to extract: those not done by ``ff.extraction_todo``'s rule (re-extractions are logged)."""
+def _pending(shard_paths: Sequence[Any], fdir) -> List[Any]:
+    """The inputs to extract: those not done by ``ff.extraction_todo``'s rule (re-extractions are logged)."""
     out = []
     for p in shard_paths:
-        why = ff.extraction_todo(fdir, shard_name(p), ff.input_stamp(p))
+        why = ff.extraction_todo(fdir, input_name(p), ff.input_stamp(input_source(p)))
         if why is not None:
             out.append(p)
             if why != "no features yet":
-                log.warning("shard %s is extracted again: %s", shard_name(p), why)
+                log.warning("shard %s is extracted again: %s", input_name(p), why)
     return out
 
 
@@ -230,5 +248,5 @@ def _finish_shard(out: str, shard: str, buf: _ShardBuffer, dim: int, cfg: Extrac
             "input": res.inputs.get(shard, {}), "samples_read": len(buf.keys) + buf.skips.total}
     ff.write_shard(ff.features_dir(out), shard, feats, buf.keys, info)
     res.written.append(shard)
-    log.info("shard %s: %d samples written%s", shard, len(buf.keys),
+    log.debug("shard %s: %d samples written%s", shard, len(buf.keys),
              f", {buf.skips.total} skipped" if buf.skips.total else "")

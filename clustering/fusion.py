@@ -11,7 +11,7 @@ from typing import Optional, Tuple
 import torch
 import torch.nn.functional as F
 
-MODALITIES = ("both", "image", "text")
+from .config import MODALITIES
 
 
 def modality_weights(modality: str, image_weight: float = 1.0, text_weight: float = 1.0) -> Tuple[float, float]:

@@ -14,15 +14,17 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import List, Optional, Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 
-from unicom.distributed import all_reduce_sum, get_rank, get_world_size, is_dist
+from unicom.distributed import (all_reduce_sum, broadcast_rows, comm_device, gather_rows, get_rank, get_world_size,
+                                is_dist)
+from unicom.faiss_utils import pick_gpus
 
 from .kmeans import (DEFAULT_INIT, DEFAULT_MAX_POINTS_PER_CENTROID, DEFAULT_NITER, DEFAULT_SEED, KMeansResult,
-                     check_k, nearest, resolve_gpus, spherical_kmeans)
+                     check_k, nearest, spherical_kmeans)
 from .two_level import two_level_kmeans
 
 log = logging.getLogger("clustering.hierarchical")
@@ -42,46 +44,6 @@ def cluster_part(x: np.ndarray, k: int, local_method: str = "flat", **kw) -> Tup
     return r.centroids, np.bincount(lab, minlength=k_local).astype(np.float32)
 
 
-def comm_device() -> torch.device:
-    """The device collectives run on: this rank's GPU under NCCL, the CPU otherwise (a process
-    group must be initialised)."""
-    import torch.distributed as dist
-
-    return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
-
-
-def gather_rows(arr: np.ndarray) -> List[np.ndarray]:
-    """All-gather a float32 [n_r, ...] array from every rank (n_r may differ); rank order."""
-    if not is_dist():
-        return [arr]
-    import torch.distributed as dist
-
-    dev = comm_device()
-    n = torch.tensor([arr.shape[0]], dtype=torch.int64, device=dev)
-    ns = [torch.zeros_like(n) for _ in range(get_world_size())]
-    dist.all_gather(ns, n)
-    ns = [int(v.item()) for v in ns]
-    m = max(ns)
-    buf = torch.zeros((m,) + arr.shape[1:], dtype=torch.float32, device=dev)
-    buf[:arr.shape[0]] = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32)).to(dev)
-    outs = [torch.empty_like(buf) for _ in ns]
-    dist.all_gather(outs, buf)
-    return [o[:k].cpu().numpy() for o, k in zip(outs, ns)]
-
-
-def broadcast_rows(arr: Optional[np.ndarray], shape: Tuple[int, ...], src: int = 0) -> np.ndarray:
-    """Broadcast a float32 array of known ``shape`` from rank ``src``."""
-    if not is_dist():
-        return arr
-    import torch.distributed as dist
-
-    dev = comm_device()
-    t = (torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32)).to(dev) if get_rank() == src
-         else torch.empty(shape, dtype=torch.float32, device=dev))
-    dist.broadcast(t, src=src)
-    return t.cpu().numpy()
-
-
 def hierarchical_kmeans(x: np.ndarray, k: int, parts: int = 1, local_method: str = "flat",
                         niter: int = DEFAULT_NITER, seed: int = DEFAULT_SEED,
                         max_points_per_centroid: int = DEFAULT_MAX_POINTS_PER_CENTROID,
@@ -93,11 +55,11 @@ def hierarchical_kmeans(x: np.ndarray, k: int, parts: int = 1, local_method: str
     each rank's data is one worker's part, split further into ``parts`` in-process pieces
     (default 1). Returns the same centroids on every rank."""
     t0 = time.time()
-    gpus = resolve_gpus(gpus)
+    gpus = pick_gpus(gpus)
     kw = dict(niter=niter, seed=seed, max_points_per_centroid=max_points_per_centroid, gpus=gpus, verbose=verbose,
               init=init)
     rank, world = get_rank(), get_world_size()
-    n_all = int(all_reduce_sum(torch.tensor([len(x)], dtype=torch.int64, device=_dev())).item()) \
+    n_all = int(all_reduce_sum(torch.tensor([len(x)], dtype=torch.int64, device=comm_device())).item()) \
         if is_dist() else len(x)
     check_k(k, n_all)
     rng = np.random.default_rng(seed + 7919 * rank)
@@ -130,7 +92,8 @@ def hierarchical_kmeans(x: np.ndarray, k: int, parts: int = 1, local_method: str
     final = broadcast_rows(final, (k, d))
     # exact objective of every rank's points against the final centroids
     sims = nearest(x, final, gpus)[0] if len(x) else np.zeros(0, np.float32)
-    tot = torch.tensor([float(sims.astype(np.float64).sum()), float(len(sims))], dtype=torch.float64, device=_dev())
+    tot = torch.tensor([float(sims.astype(np.float64).sum()), float(len(sims))], dtype=torch.float64,
+                       device=comm_device())
     all_reduce_sum(tot)
     objective = float(tot[0] / max(tot[1], 1))
     res = KMeansResult(final, "hierarchical", top_iters, objective, n_all, time.time() - t0, [],
@@ -138,6 +101,3 @@ def hierarchical_kmeans(x: np.ndarray, k: int, parts: int = 1, local_method: str
                         "union_size": int(len(union)), "level1_seconds": t1 - t0, "gpus": gpus})
     return res
 
-
-def _dev() -> torch.device:
-    return comm_device() if is_dist() else torch.device("cpu")

@@ -17,19 +17,19 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
-log = logging.getLogger("clustering.kmeans")
+from unicom.faiss_utils import flat_ip_index, pick_gpus
+from unicom.progress import progress_bar
 
-# faiss' own defaults; the Unicom paper does not give these settings
-DEFAULT_NITER = 20
-DEFAULT_MAX_POINTS_PER_CENTROID = 256
-DEFAULT_SEED = 1234
-# Seeding: faiss' default is K random points, which often puts two centroids in one natural
-# group and none in another (Lloyd cannot undo that). AFK-MC² approximates k-means++; its cost
-# grows as K² (about 1 s at K = 1,000 on two CPU cores), so "auto" uses it up to
-# AUTO_AFKMC2_MAX_K centroids and random seeding above (K = 1M would take days).
-INIT_METHODS = ("auto", "afk-mc2", "kmeans++", "random")
-DEFAULT_INIT = "auto"
-AUTO_AFKMC2_MAX_K = 10_000
+from .config import (  # noqa: F401  (re-exported)
+    AUTO_AFKMC2_MAX_K,
+    DEFAULT_INIT,
+    DEFAULT_MAX_POINTS_PER_CENTROID,
+    DEFAULT_NITER,
+    DEFAULT_SEED,
+    INIT_METHODS,
+)
+
+log = logging.getLogger("clustering.kmeans")
 
 
 def resolve_init(init: str, k: int) -> str:
@@ -57,47 +57,6 @@ class KMeansResult:
     @property
     def k(self) -> int:
         return int(self.centroids.shape[0])
-
-
-def faiss_gpus() -> int:
-    """How many GPUs faiss can use (0 with a CPU-only faiss build)."""
-    import faiss
-
-    get = getattr(faiss, "get_num_gpus", None)
-    return int(get()) if get else 0
-
-
-def resolve_gpus(gpus: Optional[Sequence[int]]) -> List[int]:
-    """``None``: every GPU faiss sees; a list: those devices; ``[]``: the CPU."""
-    if gpus is None:
-        return list(range(faiss_gpus()))
-    return list(gpus)
-
-
-_GPU_RESOURCES: Dict[int, object] = {}
-
-
-def _gpu_resources(dev: int):
-    import faiss
-
-    if dev not in _GPU_RESOURCES:
-        _GPU_RESOURCES[dev] = faiss.StandardGpuResources()
-    return _GPU_RESOURCES[dev]
-
-
-def flat_ip_index(d: int, gpus: Sequence[int] = ()):
-    """An exact inner-product index: on the CPU, one GPU, or sharded over several GPUs."""
-    import faiss
-
-    if not gpus:
-        return faiss.IndexFlatIP(d)
-    if len(gpus) == 1:
-        cfg = faiss.GpuIndexFlatConfig()
-        cfg.device = int(gpus[0])
-        return faiss.GpuIndexFlatIP(_gpu_resources(int(gpus[0])), d, cfg)
-    co = faiss.GpuMultipleClonerOptions()
-    co.shard = True
-    return faiss.index_cpu_to_gpus_list(faiss.IndexFlatIP(d), co=co, gpus=[int(g) for g in gpus])
 
 
 def normalise_rows(x: np.ndarray) -> np.ndarray:
@@ -163,7 +122,7 @@ def spherical_kmeans(x: np.ndarray, k: int, niter: int = DEFAULT_NITER, seed: in
                      init_centroids: Optional[np.ndarray] = None, verbose: bool = False,
                      evaluate: bool = True, log_iterations: bool = True, name: str = "flat",
                      init: str = DEFAULT_INIT, checkpoint: Optional[Callable[[KMeansState], None]] = None,
-                     resume: Optional[KMeansState] = None) -> KMeansResult:
+                     resume: Optional[KMeansState] = None, progress: bool = False) -> KMeansResult:
     """Cluster the rows of ``x`` (unit vectors) into ``k`` unit centroids with faiss.
 
     faiss samples at most ``k * max_points_per_centroid`` training points (seeded), runs
@@ -176,12 +135,13 @@ def spherical_kmeans(x: np.ndarray, k: int, niter: int = DEFAULT_NITER, seed: in
     each, so that each one is logged as it ends and ``checkpoint(state)`` can save it;
     ``resume`` continues from such a state. The training sample is the same in every call
     (same seed), so this is the same algorithm as one call with ``niter`` iterations; it stops
-    early, like faiss, when an iteration leaves the objective unchanged."""
+    early, like faiss, when an iteration leaves the objective unchanged. ``progress`` shows a
+    tqdm bar over the iterations (and moves the per-iteration lines to debug level)."""
     t0 = time.time()
     x = np.ascontiguousarray(x, dtype=np.float32)
     n, d = x.shape
     check_k(k, n)
-    gpus = resolve_gpus(gpus)
+    gpus = pick_gpus(gpus)
     if k == n:  # every point is its own cluster
         return KMeansResult(normalise_rows(x), name, [1.0], 1.0, n, time.time() - t0)
     if weights is not None:
@@ -210,6 +170,8 @@ def spherical_kmeans(x: np.ndarray, k: int, niter: int = DEFAULT_NITER, seed: in
             cents, start = normalise_rows(resume.centroids), resume.iteration
             per_iter, iters = list(resume.objective_per_iter), list(resume.iteration_stats)
             log.info("%s k-means K=%d: resuming after iteration %d", name, k, start)
+        bar = progress_bar(progress, total=niter, initial=start, desc=f"{name} k-means K={k}", unit="iter")
+        level = logging.INFO if bar.disable else logging.DEBUG  # a bar shows the iterations
         for i in range(start, niter):
             if len(iters) >= 2 and iters[-1]["obj"] == iters[-2]["obj"]:
                 break  # converged (faiss' own stopping rule)
@@ -221,12 +183,15 @@ def spherical_kmeans(x: np.ndarray, k: int, niter: int = DEFAULT_NITER, seed: in
             it = dict(st[-1], time=time.time() - t)
             iters.append(it)
             per_iter.append(it["obj"] / n_used)
+            bar.update(1)
+            bar.set_postfix(mean_cos=f"{per_iter[-1]:.5f}", imbalance=f"{it['imbalance_factor']:.3f}")
             if log_iterations:
-                log.info("%s k-means K=%d iter %d/%d: objective %.6g (mean cos %.5f) imbalance %.3f splits %d, "
+                log.log(level, "%s k-means K=%d iter %d/%d: objective %.6g (mean cos %.5f) imbalance %.3f splits %d, "
                          "%.2fs", name, k, i + 1, niter, it["obj"], per_iter[-1], it["imbalance_factor"],
                          int(it["nsplit"]), it["time"])
             if checkpoint is not None:
                 checkpoint(KMeansState(i + 1, cents, list(per_iter), list(iters)))
+        bar.close()
     res = KMeansResult(cents, name, per_iter, per_iter[-1] if per_iter else float("nan"), n_used,
                        0.0, iters, {"gpus": gpus, "d": d})
     if evaluate:
@@ -253,7 +218,7 @@ def nearest(x: np.ndarray, centroids: np.ndarray, gpus: Optional[Sequence[int]] 
             chunk: int = 65536):
     """Exact nearest centroid by inner product: (similarities float32 [n], labels int64 [n])."""
     x = np.ascontiguousarray(x, dtype=np.float32)
-    index = flat_ip_index(centroids.shape[1], resolve_gpus(gpus))
+    index = flat_ip_index(centroids.shape[1], pick_gpus(gpus))
     index.add(np.ascontiguousarray(centroids, dtype=np.float32))
     sims = np.empty(len(x), np.float32)
     labels = np.empty(len(x), np.int64)

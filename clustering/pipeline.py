@@ -11,7 +11,6 @@ import json
 import logging
 import shutil
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
@@ -19,65 +18,33 @@ import numpy as np
 
 from unicom.atomic_io import read_npy, write_json, write_npy
 from unicom.distributed import DistContext, barrier, broadcast_object
+from unicom.faiss_utils import pick_gpus
 from unicom.formats import features as ff
 from unicom.shards import split_for_rank
 
 from . import feature_store as fs
 from .assign import assign_shards
+from .config import METHODS, STAGES, ClusterConfig  # noqa: F401  (re-exported)
 from .extract import ExtractConfig, ExtractResult, extract_features
 from .hierarchical import hierarchical_kmeans
-from .kmeans import KMeansResult, KMeansState, check_k, faiss_gpus, resolve_init, spherical_kmeans
+from .kmeans import KMeansResult, KMeansState, check_k, resolve_init, spherical_kmeans
 from .report import build_report, format_table, write_report
 from .two_level import two_level_kmeans
 
 log = logging.getLogger("clustering.pipeline")
 
-METHODS = ("flat", "two-level", "hierarchical")
-STAGES = ("all", "extract", "kmeans", "assign")
 CENTROIDS = "centroids.npy"
 KMEANS_JSON = "kmeans.json"
+REPORT_JSON = "report.json"
+SIZES_PNG = "cluster_sizes.png"
+CLASS_GRID_PNG = "class_grid.png"
 STATE_DIR = "kmeans_state"   # flat k-means in progress: centroids after iteration N, for resuming
 
 
-@dataclass
-class ClusterConfig:
-    k: int = 1_000_000
-    method: str = "flat"
-    niter: int = 20
-    max_points_per_centroid: int = 256
-    seed: int = 1234
-    init: str = "auto"                 # centroid seeding (kmeans.INIT_METHODS)
-    coarse_k: Optional[int] = None     # two-level: number of coarse clusters (default ⌈√K⌉)
-    parts: int = 0                     # hierarchical: parts per rank (0: 1 per rank, 4 in one process)
-    local_method: str = "flat"         # hierarchical: how each part and the union are clustered
-    gpus: str = "auto"                 # "auto", "none" or "0,1,…"
-    approx_assign: bool = False
-    hnsw_m: int = 32
-    ef_search: int = 128
-    assign_chunk: int = 65536
-    redo_kmeans: bool = False
-    checkpoint_every_s: float = 300.0  # flat k-means: save the centroids at most this often
-    faiss_verbose: bool = False
-    tiny: int = 5
-    report_json: Optional[str] = None
-
-
 def resolve_gpu_list(spec: str, ctx: DistContext, all_of_them: bool) -> List[int]:
-    """Which GPUs faiss uses: ``all_of_them`` (one process doing the work for the run) takes
-    every GPU faiss sees; otherwise a rank takes the GPU of its local rank."""
-    spec = (spec or "auto").strip().lower()
-    n = faiss_gpus()
-    if spec in ("none", "cpu", "") or n == 0:
-        if spec not in ("none", "cpu", "auto", "") and n == 0:
-            raise ValueError(f"--gpus {spec} asked for GPUs but this faiss build sees none")
-        return []
-    if spec == "auto":
-        return list(range(n)) if all_of_them else [ctx.local_rank % n]
-    ids = [int(x) for x in spec.split(",") if x.strip()]
-    bad = [i for i in ids if i >= n]
-    if bad:
-        raise ValueError(f"--gpus {spec}: faiss sees only {n} GPU(s)")
-    return ids
+    """Which GPUs faiss uses (``unicom.faiss_utils.pick_gpus``): ``all_of_them`` (one process
+    doing the work for the run) takes every GPU faiss sees; otherwise a rank takes its own."""
+    return pick_gpus(spec, local_rank=None if all_of_them else ctx.local_rank)
 
 
 def _fingerprint(shards: Sequence[fs.FeatureShard], cfg: ClusterConfig, world: int) -> str:
@@ -91,7 +58,15 @@ def _fingerprint(shards: Sequence[fs.FeatureShard], cfg: ClusterConfig, world: i
     return h.hexdigest()[:16]
 
 
-def run_extract(shard_paths: Sequence[str], out: str, ecfg: ExtractConfig, ctx: DistContext) -> ExtractResult:
+def saved_centroids(out: str) -> np.ndarray:
+    """``OUT/centroids.npy``, or a clear error when the k-means stage has not run."""
+    cpath = Path(out) / CENTROIDS
+    if not cpath.is_file():
+        raise ValueError(f"{cpath} not found: run the k-means stage first (--stage kmeans or all)")
+    return read_npy(cpath)
+
+
+def run_extract(shard_paths: Sequence, out: str, ecfg: ExtractConfig, ctx: DistContext) -> ExtractResult:
     res = extract_features(shard_paths, out, ecfg, ctx)
     if ctx.is_main:
         total_written = sum(len(w) for w in res.written_by_rank)
@@ -153,11 +128,11 @@ def run_kmeans(out: str, names: Sequence[str], cfg: ClusterConfig, ctx: DistCont
         log.info("k-means (%s): K=%d on %d of %d samples, D=%d, %s", cfg.method, cfg.k, len(x), n_total, dim,
                  f"GPUs {gpus}" if gpus else "CPU")
         if cfg.method == "two-level":
-            result = two_level_kmeans(x, cfg.k, k1=cfg.coarse_k, gpus=gpus, **kw)
+            result = two_level_kmeans(x, cfg.k, k1=cfg.coarse_k, gpus=gpus, progress=cfg.progress, **kw)
         else:
             resume = None if cfg.redo_kmeans else load_state(out, fp)
             result = spherical_kmeans(x, cfg.k, gpus=gpus, checkpoint=_checkpointer(out, fp, cfg.checkpoint_every_s),
-                                      resume=resume, **kw)
+                                      resume=resume, progress=cfg.progress, **kw)
         del x
     if ctx.is_main:
         write_npy(cpath, result.centroids.astype(np.float32))
@@ -223,14 +198,17 @@ def _kmeans_json(r: KMeansResult, cfg: ClusterConfig, fp: str, n_total: int, dim
 
 
 def run_assign(out: str, names: Sequence[str], centroids: np.ndarray, cfg: ClusterConfig, ctx: DistContext,
-               extra_report: Optional[Dict] = None) -> Dict:
-    """Label every sample, write class sizes and (rank 0) the report; return the report."""
+               extra_report: Optional[Dict] = None, inputs: Optional[Sequence] = None) -> Dict:
+    """Label every sample, write class sizes and (rank 0) the report; return the report. With
+    ``inputs`` (the shard paths or image list the features came from) the report also gets
+    ``class_grid.png``, a picture of ``cfg.grid_classes`` pseudo classes."""
     shards = load_feature_shards(out, names)
     gpus = resolve_gpu_list(cfg.gpus, ctx, all_of_them=not ctx.is_distributed)
     if cfg.approx_assign and gpus:
         log.info("--approx-assign is for the CPU; with GPUs the exact search is used")
     res = assign_shards(out, shards, centroids, ctx, approx=cfg.approx_assign and not gpus, gpus=gpus,
-                        chunk=cfg.assign_chunk, hnsw_m=cfg.hnsw_m, ef_search=cfg.ef_search)
+                        chunk=cfg.assign_chunk, hnsw_m=cfg.hnsw_m, ef_search=cfg.ef_search,
+                        progress=cfg.progress and ctx.is_main)
     rep: Dict = {}
     if ctx.is_main:
         km = {}
@@ -245,9 +223,15 @@ def run_assign(out: str, names: Sequence[str], centroids: np.ndarray, cfg: Clust
             "approx_assign": bool(cfg.approx_assign and not gpus), "skipped": res.skipped.as_dict(),
             "shards": len(shards), "shards_without_features": len(names) - len(shards),
             **(extra_report or {})})
-        json_path = cfg.report_json or str(Path(out) / "report.json")
-        write_report(rep, res.class_sizes, json_path, str(Path(out) / "cluster_sizes.png"), cfg.tiny)
+        json_path = cfg.report_json or str(Path(out) / REPORT_JSON)
+        if inputs is not None and cfg.grid_classes > 0:
+            from .class_grid import render_class_grid
+
+            grid = render_class_grid(out, inputs, Path(out) / CLASS_GRID_PNG, cfg.grid_classes, cfg.grid_images,
+                                     cfg.seed)
+            rep["pictures"] = {"cluster_sizes": SIZES_PNG, "class_grid": grid.name if grid else None}
+        write_report(rep, res.class_sizes, json_path, str(Path(out) / SIZES_PNG), cfg.tiny)
         print(format_table(rep), flush=True)
-        log.info("labels: %s (report %s, histogram %s)", Path(out) / "labels", json_path,
-                 Path(out) / "cluster_sizes.png")
+        log.info("labels: %s (report %s, pictures %s, %s)", Path(out) / "labels", json_path,
+                 Path(out) / SIZES_PNG, Path(out) / CLASS_GRID_PNG)
     return rep

@@ -8,9 +8,8 @@ import numpy as np
 
 from unicom.atomic_io import atomic_write, write_json
 
+from .config import DEFAULT_TINY
 from .quality import agreement
-
-DEFAULT_TINY = 5
 
 
 def size_stats(sizes: np.ndarray, tiny: int = DEFAULT_TINY) -> Dict:
@@ -85,11 +84,15 @@ def plot_histogram(sizes: np.ndarray, path: str, tiny: int = DEFAULT_TINY, title
     bins = min(60, hi + 1)
     counts, _, _ = ax.hist(sizes, bins=np.linspace(0, hi + 1, bins + 1), color="#3b75af", edgecolor="white",
                            linewidth=0.3)
-    if counts.max() > 50:  # many clusters: a log axis keeps the tails visible
-        from matplotlib.ticker import ScalarFormatter
+    from matplotlib.ticker import MaxNLocator, NullFormatter, ScalarFormatter
 
+    if counts.max() > 50:  # many clusters: a log axis keeps the tails visible
         ax.set_yscale("log")
         ax.yaxis.set_major_formatter(ScalarFormatter())
+        ax.yaxis.set_minor_formatter(NullFormatter())  # no 2×10^k-style labels between the decades
+    else:  # counts of clusters are whole numbers: no 0.5 ticks
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("cluster size (samples)")
     ax.set_ylabel("clusters")
     empty, small = int((sizes == 0).sum()), int(((sizes > 0) & (sizes < tiny)).sum())

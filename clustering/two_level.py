@@ -20,8 +20,11 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 
+from unicom.faiss_utils import pick_gpus
+from unicom.progress import progress_bar
+
 from .kmeans import (DEFAULT_INIT, DEFAULT_MAX_POINTS_PER_CENTROID, DEFAULT_NITER, DEFAULT_SEED, KMeansResult, check_k,
-                     nearest, normalise_rows, resolve_gpus, spherical_kmeans)
+                     nearest, normalise_rows, spherical_kmeans)
 
 log = logging.getLogger("clustering.two_level")
 
@@ -62,24 +65,25 @@ def two_level_kmeans(x: np.ndarray, k: int, k1: Optional[int] = None, niter: int
                      seed: int = DEFAULT_SEED, max_points_per_centroid: int = DEFAULT_MAX_POINTS_PER_CENTROID,
                      gpus: Optional[Sequence[int]] = None, verbose: bool = False,
                      weights: Optional[np.ndarray] = None, init: str = DEFAULT_INIT,
-                     fine_init: str = "random") -> KMeansResult:
+                     fine_init: str = "random", progress: bool = False) -> KMeansResult:
     """Two-level spherical k-means of the rows of ``x`` into ``k`` centroids (see module doc).
 
     ``objective`` is the mean cosine of each point to its best centroid inside its coarse
     cluster, a lower bound on the exact nearest-centroid objective (computing that exactly
     costs a full N×K pass; ``kmeans.mean_cosine`` does it when wanted). ``init`` seeds the coarse
     level; ``fine_init`` the many small fine problems, where faiss' random seeding is cheapest
-    (AFK-MC² costs more than the iterations on problems of a few thousand points)."""
+    (AFK-MC² costs more than the iterations on problems of a few thousand points). ``progress``
+    shows tqdm bars over the coarse iterations and the fine clusterings."""
     t0 = time.time()
     x = np.ascontiguousarray(x, dtype=np.float32)
     n, d = x.shape
     check_k(k, n)
-    gpus = resolve_gpus(gpus)
+    gpus = pick_gpus(gpus)
     k1 = int(k1 or math.ceil(math.sqrt(k)))
     k1 = max(1, min(k1, k))
     coarse = spherical_kmeans(x, k1, niter=niter, seed=seed, max_points_per_centroid=max_points_per_centroid,
                               gpus=gpus, verbose=verbose, evaluate=False, name="two-level coarse",
-                              weights=weights, init=init)
+                              weights=weights, init=init, progress=progress)
     _, lab1 = nearest(x, coarse.centroids, gpus)
     sizes = np.bincount(lab1, minlength=k1)
     shares = allocate(sizes, k)
@@ -91,7 +95,9 @@ def two_level_kmeans(x: np.ndarray, k: int, k1: Optional[int] = None, niter: int
     per_iter_n = np.zeros(niter, dtype=np.float64)
     obj_sum, n_fine, w_total = 0.0, 0, 0.0
     t_fine = time.time()
+    bar = progress_bar(progress, total=k1, desc=f"two-level fine k-means K={k}", unit="cluster")
     for c in range(k1):
+        bar.update(1)
         kc = int(shares[c])
         if kc == 0:
             continue
@@ -123,9 +129,11 @@ def two_level_kmeans(x: np.ndarray, k: int, k1: Optional[int] = None, niter: int
         centroids.append(cents)
         coarse_of.append(np.full(kc, c, np.int32))
         n_fine += 1
+    bar.close()
     fine_per_iter = (per_iter / np.maximum(per_iter_n, 1)).tolist()
     for i, o in enumerate(fine_per_iter):
-        log.info("two-level fine k-means (%d coarse clusters, K=%d) iter %d/%d: mean cos %.5f",
+        log.log(logging.INFO if bar.disable else logging.DEBUG,
+                "two-level fine k-means (%d coarse clusters, K=%d) iter %d/%d: mean cos %.5f",
                  n_fine, k, i + 1, niter, o)
     cents = np.concatenate(centroids)
     assert cents.shape == (k, d), cents.shape

@@ -128,10 +128,10 @@ def _check_meta(meta: Dict[str, Any], encoder, fdir: Path) -> None:
     """Refuse features another encoder wrote (the record ``unicom-embed`` keeps in meta.json)."""
     if encoder is None:
         return
-    from unicom.embed.embedder import _portable_source
+    from unicom.embed.embedder import portable_source
 
     theirs = {k: meta.get(k) for k in ("model", "image_size", "embed_dim")}
-    ours = {"model": _portable_source(encoder.source) if encoder.kind != "open_clip" else encoder.source,
+    ours = {"model": portable_source(encoder.source) if encoder.kind != "open_clip" else encoder.source,
             "image_size": encoder.image_size, "embed_dim": encoder.embed_dim}
     for key in ours:
         if theirs[key] is not None and theirs[key] != ours[key]:

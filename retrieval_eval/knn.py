@@ -24,6 +24,8 @@ from typing import Iterator, Optional, Tuple, Union
 
 import numpy as np
 
+from unicom.faiss_utils import import_faiss as _faiss
+
 GPU_MAX_K = 2048
 RESULT_BYTES_PER_CHUNK = 256 << 20  # scores + ids of one chunk of queries
 
@@ -38,12 +40,6 @@ def l2_normalize(x: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(x, axis=1, keepdims=True)
     np.divide(x, norms, out=x, where=norms > 0)
     return x
-
-
-def _faiss():
-    import faiss
-
-    return faiss
 
 
 def resolve_search_device(device: Union[str, None] = "auto") -> Tuple[str, int]:
@@ -205,11 +201,11 @@ def iter_search(queries: np.ndarray, gallery: Optional[np.ndarray], k: int, excl
     chunk = int(chunk_size or default_chunk_size(k))
     starts = range(0, len(xq), chunk)
     if progress:
-        from tqdm.auto import tqdm
+        from unicom.progress import progress_bar
 
         where = searcher.device_for(k + exclude_self)
-        starts = tqdm(starts, total=math.ceil(len(xq) / chunk), desc=f"search k={k} ({where})", unit="chunk",
-                      disable=None)
+        starts = progress_bar(True, iterable=starts, total=math.ceil(len(xq) / chunk), desc=f"search k={k} ({where})",
+                              unit="chunk")
     for start in starts:
         block = xq[start:start + chunk]
         if exclude_self:

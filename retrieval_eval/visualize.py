@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Sequence
 
 from unicom.atomic_io import write_bytes
-from unicom.inference import DECODE_ERRORS, open_image
+from unicom.images import DECODE_ERRORS, open_image
 
 from .benchmarks.base import Benchmark
 from .scoring import Example

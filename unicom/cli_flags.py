@@ -57,3 +57,13 @@ def fail(prog: str, message: str, code: int = 2) -> int:
     in a ``main``): the shape of every user-facing error."""
     print(f"{prog}: {' '.join(str(message).split())}", file=sys.stderr)
     return code
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Shows every flag's default (required ones have none) and keeps the description's line
+    breaks (its examples)."""
+
+    def _get_help_string(self, action: argparse.Action) -> Optional[str]:
+        if action.required:
+            return action.help
+        return super()._get_help_string(action)

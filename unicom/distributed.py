@@ -9,8 +9,9 @@ from __future__ import annotations
 import datetime
 import os
 from dataclasses import dataclass
-from typing import Any, List, Optional, Union
+from typing import Any, List, Optional, Tuple, Union
 
+import numpy as np
 import torch
 import torch.distributed as dist
 
@@ -117,6 +118,42 @@ def broadcast_object(obj: Any, src: int = 0) -> Any:
     box = [obj]
     dist.broadcast_object_list(box, src=src)
     return box[0]
+
+
+def comm_device() -> torch.device:
+    """The device collectives run on: this rank's GPU under NCCL, the CPU otherwise (also
+    without a process group)."""
+    if not is_dist():
+        return torch.device("cpu")
+    return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+
+
+def gather_rows(arr: np.ndarray) -> List[np.ndarray]:
+    """All-gather a float32 [n_r, ...] array from every rank (n_r may differ); rank order."""
+    if not is_dist():
+        return [arr]
+    dev = comm_device()
+    n = torch.tensor([arr.shape[0]], dtype=torch.int64, device=dev)
+    ns = [torch.zeros_like(n) for _ in range(get_world_size())]
+    dist.all_gather(ns, n)
+    ns = [int(v.item()) for v in ns]
+    m = max(ns)
+    buf = torch.zeros((m,) + arr.shape[1:], dtype=torch.float32, device=dev)
+    buf[:arr.shape[0]] = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32)).to(dev)
+    outs = [torch.empty_like(buf) for _ in ns]
+    dist.all_gather(outs, buf)
+    return [o[:k].cpu().numpy() for o, k in zip(outs, ns)]
+
+
+def broadcast_rows(arr: Optional[np.ndarray], shape: Tuple[int, ...], src: int = 0) -> np.ndarray:
+    """Broadcast a float32 array of known ``shape`` from rank ``src``."""
+    if not is_dist():
+        return arr
+    dev = comm_device()
+    t = (torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32)).to(dev) if get_rank() == src
+         else torch.empty(shape, dtype=torch.float32, device=dev))
+    dist.broadcast(t, src=src)
+    return t.cpu().numpy()
 
 
 def cleanup_distributed() -> None:

@@ -25,37 +25,16 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from .device import autocast_dtype
+from .images import DECODE_ERRORS, open_image, skip_reason  # noqa: F401  (re-exported)
 from .precision import DEFAULT_PRECISION
 from .pretrained.load import LoadedEncoder
+from .progress import progress_bar
 
-DECODE_ERRORS: Tuple[type, ...] = (OSError, ValueError, SyntaxError, EOFError)
 Box = Tuple[float, float, float, float]
 
 
 class NoReadableImagesError(RuntimeError):
     """Not one image of a set could be read."""
-
-
-def open_image(item: Any, box: Optional[Box] = None):
-    """Open ``item`` (a path or an in-memory PIL image) as RGB, cropped to ``box`` (x1, y1, x2, y2)
-    if given. The file is decoded fully, so a truncated file fails here with an ``OSError``."""
-    from PIL import Image
-
-    if isinstance(item, Image.Image):
-        img = item
-    else:
-        with Image.open(item) as f:
-            img = f.convert("RGB")
-    if img.mode != "RGB":
-        img = img.convert("RGB")
-    if box is not None:
-        img = img.crop(tuple(int(round(v)) for v in box))
-    return img
-
-
-def skip_reason(exc: BaseException) -> str:
-    """The counted reason for an image that failed to open."""
-    return "missing_image" if isinstance(exc, FileNotFoundError) else "bad_image"
 
 
 class _ImageDataset(Dataset):
@@ -141,9 +120,7 @@ def embed_images(encoder: LoadedEncoder, images: Sequence[Any], *, boxes: Option
                         num_workers=workers, collate_fn=_collate, pin_memory=dev.type == "cuda")
     out: Optional[np.ndarray] = None
     skipped: Dict[int, str] = {}
-    from tqdm.auto import tqdm
-
-    with tqdm(total=len(images), desc=desc, unit="img", disable=None if progress else True) as bar:
+    with progress_bar(progress, total=len(images), desc=desc, unit="img") as bar:
         for idx, x, failed in loader:
             skipped.update(dict(failed))
             if x is not None:

@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 
 from clustering import feature_store as fs
-from unicom.formats import features as ff
-from clustering.assign import assign_array, assign_shards, build_index, label_path, labels_dir
+from clustering.assign import assign_array, assign_shards, centroid_index, label_path, labels_dir
 from unicom.distributed import init_distributed
+from unicom.formats import features as ff
 
 from .conftest import planted_blobs
 
@@ -18,7 +18,7 @@ def _unit(rng, n, d):
 def test_exact_assignment_equals_brute_force_argmax():
     rng = np.random.default_rng(0)
     x, c = _unit(rng, 3000, 24), _unit(rng, 57, 24)
-    labels, sims = assign_array(build_index(c, gpus=[]), x, chunk=700)  # chunks of uneven size
+    labels, sims = assign_array(centroid_index(c, gpus=[]), x, chunk=700)  # chunks of uneven size
     sim = x @ c.T
     np.testing.assert_array_equal(labels, sim.argmax(1))
     np.testing.assert_allclose(sims, sim.max(1), atol=1e-5)
@@ -29,7 +29,7 @@ def test_approximate_assignment_mostly_agrees():
     x, _ = planted_blobs(6000, 300, 32, noise=0.6, seed=2)
     c = x[np.random.default_rng(0).choice(len(x), 2000, replace=False)]
     sim = x @ c.T
-    approx, sims = assign_array(build_index(c, approx=True, gpus=[], ef_search=64), x)
+    approx, sims = assign_array(centroid_index(c, approx=True, gpus=[], ef_search=64), x)
     assert (approx == sim.argmax(1)).mean() > 0.97
     assert (sim.max(1) - sims).mean() < 1e-3
 

@@ -11,8 +11,8 @@ from clustering.cli import main
 
 
 def _args(data, out, k, *extra):
-    return ["--data", str(data), "--out", str(out), "--k", str(k), "--model", "TinyCLIP-demo",
-            "--pretrained", "none", "--workers", "2", "--batch-size", "64", *extra]
+    return ["--data", str(data), "--output", str(out), "--num-clusters", str(k), "--clip-model", "TinyCLIP-demo",
+            "--clip-pretrained", "none", "--workers", "2", "--batch-size", "64", "--no-progress", *extra]
 
 
 @pytest.fixture()

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from clustering.assign import assign_array, build_index
+from clustering.assign import assign_array, centroid_index
 from clustering.extract import ExtractConfig, extract_features
 from clustering.pipeline import ClusterConfig, run_assign, run_kmeans
 from unicom.distributed import init_distributed
@@ -139,15 +139,15 @@ def test_the_ef_search_advice_is_for_approximate_search_only():
     x = np.full((3, 8), np.nan, np.float32)
     cents = np.eye(4, 8, dtype=np.float32)
     with pytest.raises(RuntimeError) as info:
-        assign_array(build_index(cents, gpus=[]), x)
+        assign_array(centroid_index(cents, gpus=[]), x)
     assert "ef-search" not in str(info.value) and "not finite" in str(info.value)
     with pytest.raises(RuntimeError, match="raise --ef-search"):
-        assign_array(build_index(cents, approx=True, gpus=[]), x, approx=True)
+        assign_array(centroid_index(cents, approx=True, gpus=[]), x, approx=True)
 
 
 def _cli(data, out, *extra):
-    return [sys.executable, "-m", "clustering.cli", "--data", str(data), "--out", str(out), "--k", "4",
-            "--model", "TinyCLIP-demo", "--pretrained", "none", "--workers", "0", "--iters", "3", *extra]
+    return [sys.executable, "-m", "clustering.cli", "--data", str(data), "--output", str(out), "--num-clusters", "4",
+            "--clip-model", "TinyCLIP-demo", "--clip-pretrained", "none", "--workers", "0", "--iters", "3", *extra]
 
 
 def test_read_only_output_folder_is_one_line(sample_set, read_only_dir, capsys):

@@ -3,11 +3,12 @@ import numpy as np
 import pytest
 import torch
 
-from clustering.kmeans import faiss_gpus, mean_cosine, nearest, spherical_kmeans
+from clustering.kmeans import mean_cosine, nearest, spherical_kmeans
+from unicom.faiss_utils import faiss_gpu_count
 
 from .conftest import planted_blobs
 
-needs_gpu = pytest.mark.skipif(not torch.cuda.is_available() or faiss_gpus() == 0,
+needs_gpu = pytest.mark.skipif(not torch.cuda.is_available() or faiss_gpu_count() == 0,
                                reason="needs a CUDA device and a GPU build of faiss")
 
 

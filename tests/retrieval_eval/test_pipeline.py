@@ -8,7 +8,7 @@ from PIL import Image
 
 import retrieval_eval
 from retrieval_eval.benchmarks import load_benchmark
-from unicom.inference import open_image
+from unicom.images import open_image
 
 from . import fake_trees as fake
 

@@ -33,7 +33,7 @@ def encoder(tmp_path_factory):
 def folder_run(sample_set, encoder, tmp_path_factory):
     root, _ = sample_set
     out = tmp_path_factory.mktemp("embed_folder")
-    rc = embed_main(["--model", str(encoder), "--input", str(root / "heldout"), "--out", str(out), "--workers", "0",
+    rc = embed_main(["--model", str(encoder), "--data", str(root / "heldout"), "--output", str(out), "--workers", "0",
                      "--batch-size", "16", "--no-progress"])
     assert rc == 0
     return out
@@ -63,19 +63,99 @@ def test_searching_the_folder_index_returns_each_image_as_its_own_top1(folder_ru
     assert hits[0][0].path == str(root / "heldout" / keys[0])
 
 
-def test_search_cli_prints_paths_and_scores_and_writes_a_png(folder_run, sample_set, tmp_path, capsys):
+def test_search_cli_prints_paths_and_scores_and_writes_json_and_png(folder_run, sample_set, tmp_path, capsys):
     root, _ = sample_set
     query = sorted((root / "heldout").rglob("*.jpg"))[5]
-    png, js = tmp_path / "results.png", tmp_path / "results.json"
     rc = search_main(["--index", str(folder_run / "index"), str(query), str(root / "heldout" / "digit_7"),
-                      "--k", "4", "--device", "cpu", "--png", str(png), "--json", str(js)])
+                      "--top-k", "4", "--device", "cpu", "--output", str(tmp_path / "found"), "--no-progress"])
     assert rc == 0
     out = capsys.readouterr().out
     first = out.splitlines()[1].split()
     assert first[0] == "1" and float(first[1]) > 0.999 and first[2] == str(query)
-    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    results = json.loads(js.read_text())
+    assert (tmp_path / "found" / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    results = json.loads((tmp_path / "found" / "results.json").read_text())
     assert len(results) == 1 + 10 and all(len(r["hits"]) == 4 for r in results)
+
+
+def test_search_cli_old_flags_still_work_and_warn(folder_run, sample_set, tmp_path, capsys):
+    root, _ = sample_set
+    query = sorted((root / "heldout").rglob("*.jpg"))[0]
+    png, js = tmp_path / "old.png", tmp_path / "old.json"
+    assert search_main(["--index", str(folder_run), str(query), "--k", "2", "--device", "cpu", "--png", str(png),
+                        "--json", str(js), "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert "--k is deprecated, use --top-k" in err and "--png is deprecated" in err and "--json is deprecated" in err
+    assert png.is_file() and len(json.loads(js.read_text())[0]["hits"]) == 2
+
+
+def test_search_refuses_an_encoder_other_than_the_index_s(folder_run, sample_set, tmp_path, capsys):
+    root, _ = sample_set
+    other = tmp_path / "other"
+    torch.manual_seed(1)
+    save_export(build_vit("ViT-Tiny/8@32").eval(), other, 32, CLIP_MEAN, CLIP_STD, 32)  # same shapes, other weights
+    query = sorted((root / "heldout").rglob("*.jpg"))[0]
+    rc = search_main(["--index", str(folder_run), str(query), "--model", str(other), "--device", "cpu",
+                      "--output", str(tmp_path / "r"), "--no-progress"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "built with another encoder" in err[0] and str(other) in err[0]
+    assert not (tmp_path / "r").exists()
+    # the index's own encoder, named explicitly, is accepted
+    own = json.loads((folder_run / "index" / "index.json").read_text())["model"]
+    assert search_main(["--index", str(folder_run), str(query), "--model", own, "--device", "cpu",
+                        "--output", str(tmp_path / "ok"), "--no-progress", "--no-png"]) == 0
+
+
+def test_embed_old_flags_still_work_and_warn(sample_set, encoder, tmp_path, capsys):
+    root, _ = sample_set
+    imgs = sorted((root / "heldout").rglob("*.jpg"))[:4]
+    (tmp_path / "list.txt").write_text("".join(f"{p}\n" for p in imgs))
+    assert embed_main(["--model", str(encoder), "--input", str(tmp_path / "list.txt"), "--out", str(tmp_path / "o"),
+                       "--index", "hnsw", "--workers", "0", "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    for o, n in (("--input", "--data"), ("--out", "--output"), ("--index", "--index-type")):
+        assert f"unicom-embed: warning: {o} is deprecated, use {n}" in err
+    assert json.loads((tmp_path / "o" / "index" / "index.json").read_text())["type"] == "hnsw"
+
+
+def test_clip_retrieval_format_reads_back_with_pyarrow(sample_set, encoder, tmp_path):
+    pq = pytest.importorskip("pyarrow.parquet")
+    root, _ = sample_set
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    srcs = sorted((root / "heldout").rglob("*.jpg"))[:5]
+    for i, src in enumerate(srcs):
+        (folder / f"{i}.jpg").write_bytes(src.read_bytes())
+    (folder / "1.txt").write_text("a caption beside its image\n")
+    out = tmp_path / "out"
+    assert embed_main(["--model", str(encoder), "--data", str(folder), "--output", str(out), "--format",
+                       "clip-retrieval", "--workers", "0", "--no-progress"]) == 0
+    emb = np.load(out / "img_emb" / "img_emb_0.npy")
+    table = pq.read_table(out / "metadata" / "metadata_0.parquet")
+    assert table.column_names == ["image_path", "key", "caption"] and table.num_rows == len(emb) == 5
+    meta = table.to_pydict()
+    assert meta["key"] == [f"{i}.jpg" for i in range(5)]
+    assert meta["image_path"] == [str(folder / f"{i}.jpg") for i in range(5)]
+    assert meta["caption"] == [None, "a caption beside its image", None, None, None]
+    assert emb.dtype == np.float32 and emb.shape == (5, 32)
+    assert np.allclose(np.linalg.norm(emb, axis=1), 1, atol=2e-3)
+    # row i of img_emb is row i of the faiss index, and each image finds itself
+    searcher = Searcher(out, device="cpu", progress=False)
+    assert searcher.index.keys == meta["key"]
+    hits = searcher.search_vectors(emb, k=1)
+    assert [h[0].id for h in hits] == list(range(5))
+
+
+def test_clip_retrieval_captions_of_shards_come_from_their_txt(shard_run, tmp_path):
+    pytest.importorskip("pyarrow")
+    from unicom.embed.clip_retrieval import export_clip_retrieval
+
+    out, _ = shard_run
+    _, meta_path = export_clip_retrieval(out, tmp_path)
+    import pyarrow.parquet as pq
+
+    rows = pq.read_table(meta_path).to_pylist()
+    with_caption = [r for r in rows if r["caption"]]
+    assert len(with_caption) >= len(rows) - 1 and all("::" in r["image_path"] for r in rows)
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +164,7 @@ def shard_run(sample_set, encoder, tmp_path_factory):
     out = tmp_path_factory.mktemp("embed_shards")
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
-        rc = embed_main(["--model", str(encoder), "--input", str(root / "shards"), "--out", str(out),
+        rc = embed_main(["--model", str(encoder), "--data", str(root / "shards"), "--output", str(out),
                          "--workers", "2", "--no-progress"])
     assert rc == 0
     return out, printed.getvalue()
@@ -159,7 +239,7 @@ def test_features_of_another_encoder_are_not_mixed(sample_set, encoder, tmp_path
     save_export(build_vit("ViT-Tiny/16@64").eval(), other, 64, CLIP_MEAN, CLIP_STD, 64)
     with pytest.raises(ValueError, match="another encoder"):
         embed_to_features(str(other), str(root / "heldout"), tmp_path, workers=0, progress=False)
-    assert embed_main(["--model", str(other), "--input", str(root / "heldout"), "--out", str(tmp_path),
+    assert embed_main(["--model", str(other), "--data", str(root / "heldout"), "--output", str(tmp_path),
                        "--no-progress"]) == 2
 
 
@@ -172,7 +252,7 @@ def test_index_choice_by_collection_size():
 
 
 def test_missing_input_and_index_are_clear_errors(encoder, tmp_path, capsys):
-    assert embed_main(["--model", str(encoder), "--input", str(tmp_path / "nothing"), "--out", str(tmp_path),
+    assert embed_main(["--model", str(encoder), "--data", str(tmp_path / "nothing"), "--output", str(tmp_path),
                        "--no-progress"]) == 2
     assert "input not found" in capsys.readouterr().err
     with pytest.raises(FileNotFoundError, match="no index"):

@@ -43,7 +43,7 @@ def _members(sample_set, n):
 
 
 def _args(model, data, out):
-    return ["--model", str(model), "--input", str(data), "--out", str(out), "--workers", "0", "--no-progress"]
+    return ["--model", str(model), "--data", str(data), "--output", str(out), "--workers", "0", "--no-progress"]
 
 
 def test_read_only_output_folder_is_one_line(sample_set, read_only_dir, encoder, capsys):

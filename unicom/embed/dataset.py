@@ -11,21 +11,19 @@ cannot be decoded, and a corrupt or truncated sample of a shard, is skipped and 
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, List, Optional, Sequence
 
 import torch
-from PIL import Image
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
+from ..images import open_image
 from ..shards import expand_shards, is_shard_path, shard_name, unique_names
 from ..wds_reader import Skipped, iter_samples
+from .options import DEFAULT_NAME, INPUT_TYPES, default_workers  # noqa: F401  (re-exported)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
-INPUT_TYPES = ("auto", "folder", "list", "shards")
-DEFAULT_NAME = "images"
 
 
 def is_image_path(path: str) -> bool:
@@ -112,13 +110,6 @@ def resolve_input(spec: str, input_type: str = "auto", name: str = DEFAULT_NAME)
     return "shards", shards
 
 
-def load_image(path) -> Image.Image:
-    """Open and fully decode an image as RGB (truncation is caught here)."""
-    with Image.open(path) as im:
-        im.load()
-        return im.convert("RGB")
-
-
 class ImageFileDataset(Dataset):
     """Map-style dataset over ``ImageFiles``: item i is (tensor or None, i, error text)."""
 
@@ -130,7 +121,7 @@ class ImageFileDataset(Dataset):
 
     def __getitem__(self, i: int):
         try:
-            return self.transform(load_image(self.files.paths[i])), i, ""
+            return self.transform(open_image(self.files.paths[i])), i, ""
         except Exception as exn:  # a bad file is skipped and counted, never fatal
             return None, i, f"{type(exn).__name__}: {str(exn)[:80]}"
 
@@ -208,10 +199,6 @@ class ShardBatches(IterableDataset):
 
 def identity(x):
     return x
-
-
-def default_workers() -> int:
-    return max(0, min(4, (os.cpu_count() or 1) - 1))
 
 
 def read_list_or_folder(spec: str) -> List[Path]:

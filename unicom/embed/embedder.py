@@ -15,16 +15,24 @@ import numpy as np
 import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
+from ..formats import features as ff
 from ..inference import embed_images, encode_batch  # noqa: F401  (re-exported)
 from ..precision import DEFAULT_PRECISION, PRECISIONS
 from ..pretrained.load import LoadedEncoder, load_encoder
+from ..progress import progress_bar
 from ..shards import shard_name
 from ..wds_reader import SkipCounter
-from .dataset import (DEFAULT_NAME, FileCollate, ImageFileDataset, ImageFiles, ShardBatches, default_workers,
-                      identity, resolve_input)
-from ..formats import features as ff
+from .dataset import (
+    DEFAULT_NAME,
+    FileCollate,
+    ImageFileDataset,
+    ImageFiles,
+    ShardBatches,
+    default_workers,
+    identity,
+    resolve_input,
+)
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +123,7 @@ def _write(fdir: Path, name: str, feats: List[np.ndarray], keys: List[str], dim:
 
 def _check_meta(meta: dict, enc: LoadedEncoder, fdir: Path) -> dict:
     record = enc.describe()
-    record["model"] = _portable_source(enc.source)
+    record["model"] = portable_source(enc.source)
     if meta:
         for key in ("model", "image_size", "embed_dim"):
             if key in meta and meta[key] != record[key]:
@@ -128,8 +136,9 @@ def _abs(path: str) -> str:
     return path if "://" in path or path.startswith("pipe:") else os.path.abspath(path)
 
 
-def _portable_source(source: str) -> str:
-    """Names stay names; paths become absolute, so a later search finds the same encoder."""
+def portable_source(source: str) -> str:
+    """How an encoder is recorded in meta.json and index.json: names stay names; paths become
+    absolute, so a later search finds the same encoder."""
     from ..pretrained.registry import is_known_name
 
     return source if is_known_name(source) else os.path.abspath(os.path.expanduser(source))
@@ -152,7 +161,7 @@ def _embed_files(enc: LoadedEncoder, files: ImageFiles, fdir: Path, batch_size: 
     keys: List[str] = []
     stamp = ff.input_stamp(files.paths)  # before reading: a later change shows
     mine = SkipCounter()
-    with tqdm(total=len(files.paths), unit="img", desc=f"embed {files.name}", disable=not progress) as bar:
+    with progress_bar(progress, total=len(files.paths), unit="img", desc=f"embed {files.name}") as bar:
         for batch in loader:
             skips.update(batch.skips)
             mine.update(batch.skips)
@@ -173,7 +182,7 @@ def _embed_shards(enc: LoadedEncoder, shards: List[str], fdir: Path, batch_size:
     pending: Dict[str, tuple] = {}
     written: Dict[str, int] = {}
     stamps = {shard_name(s): ff.input_stamp(s) for s in shards}  # before reading: a later change shows
-    with tqdm(unit="img", desc=f"embed {len(shards)} shards", disable=not progress) as bar:
+    with progress_bar(progress, unit="img", desc=f"embed {len(shards)} shards") as bar:
         for batch in loader:
             skips.update(batch.skips)
             feats, keys, mine = pending.setdefault(batch.shard, ([], [], SkipCounter()))

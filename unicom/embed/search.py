@@ -36,8 +36,9 @@ class Hit:
 class Searcher:
     """Top-k search of images or vectors in an index built by ``unicom-embed``.
 
-    ``model`` overrides the encoder recorded in the index (a name, a path, or a
-    ``LoadedEncoder``); ``nprobe`` (IVF) and ``ef_search`` (HNSW) trade speed for recall.
+    The queries are embedded by the encoder recorded in the index. ``model`` (a name, a path or
+    a ``LoadedEncoder``) may name that same encoder; another one is refused
+    (``check_same_encoder``). ``nprobe`` (IVF) and ``ef_search`` (HNSW) trade speed for recall.
     """
 
     def __init__(self, index_dir, model=None, device: Optional[str] = None, nprobe: Optional[int] = None,
@@ -67,6 +68,8 @@ class Searcher:
                                              image_size=self.index.meta.get("image_size") if recorded else None,
                                              heads=self.index.meta.get("heads") if recorded else None,
                                              progress=self.progress)
+            if self._model_spec is not None:
+                check_same_encoder(self.index, self._encoder)
             if self._encoder.embed_dim != self.index.dim:
                 raise ValueError(f"the encoder embeds into {self._encoder.embed_dim} dimensions but the index holds "
                                  f"{self.index.dim}-dimensional vectors")
@@ -103,12 +106,30 @@ class Searcher:
 
     def render(self, queries: Sequence[Union[str, os.PathLike]], hits: Sequence[Sequence[Hit]], out_png) -> Path:
         """Write a PNG: each query beside its hits, with their scores."""
-        from .dataset import load_image
+        from ..images import open_image
 
-        qimgs = [load_image(q) if isinstance(q, (str, os.PathLike)) else q for q in queries]
-        names = [os.path.basename(str(q)) if isinstance(q, (str, os.PathLike)) else f"#{i}" for i, q in enumerate(queries)]
+        qimgs = [open_image(q) for q in queries]
+        names = [os.path.basename(str(q)) if isinstance(q, (str, os.PathLike)) else f"#{i}"
+                 for i, q in enumerate(queries)]
         rows = [[(_safe_open(self, h), h.score, h.key) for h in hs] for hs in hits]
         return render_results(qimgs, rows, out_png, names)
+
+
+def check_same_encoder(index: IndexDir, encoder) -> None:
+    """Refuse an encoder other than the one recorded in the index: its vectors live in another
+    space, so the results would look confident and be wrong. Compares the model (a released
+    name or an absolute path), the input size and the embedding size, where the index records
+    them."""
+    from .embedder import portable_source
+
+    rec = index.encoder_record()
+    mine = dict(encoder.describe(), model=portable_source(encoder.source))
+    diff = [f"{f} {rec[f]!r} vs {mine.get(f)!r}" for f in ("model", "image_size", "embed_dim")
+            if rec.get(f) is not None and rec[f] != mine.get(f)]
+    if diff:
+        raise ValueError(f"the index at {index.dir} was built with another encoder ({'; '.join(diff)}): "
+                         f"leave --model out to use the index's own encoder, or rebuild the index with "
+                         f"unicom-embed --model {encoder.source}")
 
 
 def _safe_open(searcher: Searcher, hit: Hit):

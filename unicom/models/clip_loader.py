@@ -1,11 +1,15 @@
-"""Create an open_clip model from local files only: ``create_clip(name, pretrained)``.
+"""Create an open_clip model as open_clip does: ``create_clip(name, pretrained)``.
 
-* ``pretrained`` is a local weights file (``.bin``/``.pt``/``.pth`` loaded with
+* ``pretrained`` is an open_clip pretrained tag (``openai``, ``laion2b_s34b_b79k`` …), an
+  ``hf-hub:ORG/NAME`` repository holding ``open_clip_pytorch_model.bin`` (or a
+  ``hf-hub:ORG/NAME/FILE``), a local weights file (``.bin``/``.pt``/``.pth`` loaded with
   ``torch.load(weights_only=True)``, or ``.safetensors``), or ``"none"`` for a random model.
-* ``model_name`` may be ``local-dir:/path`` (a folder holding ``open_clip_config.json`` and its
-  weights, as saved by open_clip); the weights then come from that folder.
-* Download tags (``openai``, ``laion2b_s34b_b79k`` …) and ``hf-hub:`` names are refused: this
-  toolkit never reaches a model hub.
+* ``model_name`` may be ``hf-hub:ORG/NAME`` (config and weights from that repository) or
+  ``local-dir:/path`` (a folder holding ``open_clip_config.json`` and its weights, as saved by
+  open_clip); as in open_clip, ``pretrained`` is then ignored, except ``none``.
+* Tags and hub names are fetched by open_clip through ``huggingface_hub`` on first use and kept
+  in the Hugging Face cache (``$HF_HOME``/``$HF_HUB_CACHE``); with ``HF_HUB_OFFLINE=1`` they are
+  read from that cache alone, and a missing file is a clear error.
 * A random model is built under a fixed seed (0) in a forked RNG, so every call gives the same
   weights (clustering and a later evaluation of "the raw CLIP features" see the same model) and
   the caller's global RNG state is untouched.
@@ -50,11 +54,42 @@ def _is_none(pretrained: Optional[str]) -> bool:
     return pretrained is not None and str(pretrained).strip().lower() in _NONE
 
 
-def _download_tag_error(model_name: str, pretrained: str) -> ValueError:
-    return ValueError(
-        f"pretrained={pretrained!r} for {model_name!r} is an open_clip download tag; this toolkit "
-        "never downloads weights. Download the file yourself and pass its local path, e.g. "
-        f"--pretrained /weights/open_clip_pytorch_model.bin (or --pretrained none for a random model)")
+def _resolve_remote_weights(model_name: str, pretrained: str) -> str:
+    """A pretrained tag stays a tag (open_clip applies its settings, e.g. quick_gelu for OpenAI's
+    weights); ``hf-hub:ORG/NAME[/FILE]`` becomes the cached file's path. Anything else is an
+    error listing the model's tags."""
+    import open_clip
+
+    if pretrained.startswith("hf-hub:"):
+        from open_clip.pretrained import download_pretrained_from_hf
+
+        parts = pretrained[len("hf-hub:"):].strip("/").split("/")
+        if len(parts) < 2:
+            raise ValueError(f"{pretrained!r}: write hf-hub:ORG/NAME or hf-hub:ORG/NAME/FILE")
+        repo, filename = "/".join(parts[:2]), "/".join(parts[2:]) or None
+        return _fetching(lambda: download_pretrained_from_hf(repo, filename=filename), model_name, pretrained)
+    tags = open_clip.list_pretrained_tags_by_model(model_name.replace("/", "-"))
+    match = next((t for t in tags if t.lower() == pretrained.lower()), None)
+    if match is None:
+        raise FileNotFoundError(f"weights {pretrained!r} for {model_name!r}: not a file, and not one of its "
+                                f"open_clip pretrained tags ({', '.join(tags) or 'none'}); give a tag, an "
+                                "hf-hub:ORG/NAME, a local file, or 'none' for a random model")
+    return match
+
+
+def _fetching(fetch, model_name: str, pretrained: Optional[str]):
+    """Run ``fetch`` (which may download into the Hugging Face cache) and turn a failure into
+    one clear error naming the weights and the cache."""
+    try:
+        return fetch()
+    except (OSError, RuntimeError, ValueError) as exn:
+        from huggingface_hub import constants
+
+        offline = " (HF_HUB_OFFLINE is set: only the cache is read)" if constants.HF_HUB_OFFLINE else ""
+        what = f"{model_name} / {pretrained}" if pretrained else model_name
+        raise ValueError(f"could not load the open_clip weights {what} (Hugging Face cache "
+                         f"{constants.HF_HUB_CACHE}, or the hub{offline}): {type(exn).__name__}: "
+                         f"{str(exn).splitlines()[0][:200] if str(exn) else ''}") from exn
 
 
 def load_state_dict_safely(path: Union[str, os.PathLike]) -> dict:
@@ -123,33 +158,24 @@ def create_clip(model_name: str, pretrained: Optional[str], device: Union[str, t
     register_configs()
     name = str(model_name).strip()
     pre = None if pretrained is None else str(pretrained).strip()
-    if name.startswith("hf-hub:"):
-        raise ValueError(f"{name!r} would download from the Hugging Face hub; this toolkit never does. "
-                         "Save the model to a folder and pass 'local-dir:/that/folder'")
     random_init = _is_none(pre)
-    if name.startswith("local-dir:"):
-        folder = name[len("local-dir:"):]
-        if not os.path.isdir(folder):
+    if name.startswith(("hf-hub:", "local-dir:")):
+        folder = name[len("local-dir:"):] if name.startswith("local-dir:") else None
+        if folder is not None and not os.path.isdir(folder):
             raise FileNotFoundError(f"local-dir model folder not found: {folder}")
-        if pre and not random_init and os.path.abspath(pre) != os.path.abspath(folder):
-            raise ValueError(f"{name!r} takes its weights from its folder; pass --pretrained '' (or "
-                             f"'none' for a random model), not {pre!r}")
+        if pre and not random_init:  # open_clip's rule: a schema model brings its own weights
+            logging.getLogger(__name__).info("%s brings its own weights; pretrained=%r is ignored", name, pre)
         pre = None
     else:
         if open_clip.get_model_config(name.replace("/", "-")) is None:
             raise ValueError(f"unknown open_clip model {name!r}; known models include "
                              f"{', '.join(open_clip.list_models()[:8])} … and {DEMO_MODEL}")
         if not pre:
-            raise ValueError(f"no weights given for {name!r}: pass a local weights file with "
-                             "--pretrained /path/to/open_clip_pytorch_model.bin, or --pretrained none "
-                             "to ask explicitly for a random model")
+            raise ValueError(f"no weights given for {name!r}: pass an open_clip pretrained tag (e.g. "
+                             f"--clip-pretrained openai), an hf-hub:ORG/NAME, a local weights file, or "
+                             "--clip-pretrained none to ask explicitly for a random model")
         if not random_init and not os.path.isfile(pre):
-            tags = open_clip.list_pretrained_tags_by_model(name.replace("/", "-"))
-            if pre in tags or pre.lower() in (t.lower() for t in tags) or pre.lower() in ("openai",):
-                raise _download_tag_error(name, pre)
-            raise FileNotFoundError(f"weights file not found: {pre} (give a local file path, or "
-                                    "'none' for a random model)")
-
+            pre = _resolve_remote_weights(name, pre)
     if random_init:
         # Same weights on every call and every rank, without touching the caller's RNG.
         with torch.random.fork_rng(devices=[]):
@@ -157,11 +183,11 @@ def create_clip(model_name: str, pretrained: Optional[str], device: Union[str, t
             model, preprocess = _create(name, None, precision, load_weights=False)
         logging.getLogger(__name__).warning(
             "open_clip model %s: random init (seed %d), as asked by pretrained='none'", name, RANDOM_INIT_SEED)
-    elif pre is None:  # local-dir with its own weights: open_clip reads the folder
+    elif pre is None or not os.path.isfile(pre):  # a schema model or a pretrained tag: open_clip fetches it
         if not _open_clip_loads_safely():
-            raise RuntimeError("this open_clip version cannot load weights with weights_only=True; "
-                               "upgrade open_clip_torch to use local-dir: models")
-        model, preprocess = _create(name, None, precision)
+            raise RuntimeError("this open_clip version cannot load weights with weights_only=True; upgrade "
+                               "open_clip_torch to use hf-hub:, local-dir: models and pretrained tags")
+        model, preprocess = _fetching(lambda: _create(name, pre, precision), name, pre)
     elif _open_clip_loads_safely() or pre.endswith(".safetensors"):
         try:
             model, preprocess = _create(name, pre, precision)
