@@ -59,9 +59,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--train-args", default="", help="extra unicom-train overrides (both trainings), e.g. data.epochs=1")
     p.add_argument("--cluster-args", default="", help="extra unicom-cluster flags")
     p.add_argument("--eval-args", default="", help="extra unicom-eval flags (e.g. --batch-size 64)")
-    p.add_argument("--threads", type=int, default=2,
-                   help="CPU threads of every step (OMP/MKL) and DataLoader workers: fixed, so that the numbers do "
-                        "not depend on the machine's core count")
+    p.add_argument("--threads", type=int, default=1,
+                   help="CPU threads of every step (torch, OpenMP/faiss, BLAS): fixed, so that the numbers do not "
+                        "depend on the machine's core count. One thread keeps a shared 2-core machine efficient "
+                        "(the training preset uses one too; a second thread waits at every barrier under load)")
+    p.add_argument("--workers", type=int, default=2, help="DataLoader workers of clustering and evaluation "
+                                                           "(their results do not depend on it)")
     p.add_argument("--visualize", type=int, default=8, help="queries in the retrieval picture")
     p.add_argument("--benchmarks", nargs="+", default=["sample"], choices=BENCHMARKS,
                    help="benchmarks to evaluate on: the held-out concepts (sample), scikit-learn digits")
@@ -79,7 +82,7 @@ def main(argv=None) -> int:
     os.environ.update(thread_env(a.threads))  # every subprocess inherits a fixed thread count
     shards = f"{a.sample_dir}/shards"
     common = {"SAMPLE_DIR": a.sample_dir, "DATA": shards}
-    workers = f"--workers {a.threads}"
+    workers = f"--workers {a.workers}"
 
     def step(title: str, argv_: List[str]) -> None:
         run_step(title, argv_, repo, log, timings)
@@ -111,7 +114,7 @@ def main(argv=None) -> int:
         for enc in encoders:
             argv_ = eval_command() + [
                 "--benchmark", bench, "--data-root", a.sample_dir, *encoder_args(enc, out, a.clip_model, a.clip_pretrained),
-                "--output", str(out / "eval" / f"{bench}_{enc}.json"), "--workers", str(a.threads)]
+                "--output", str(out / "eval" / f"{bench}_{enc}.json"), "--workers", str(a.workers)]
             if enc == "trained" and bench == "sample" and a.visualize > 0:
                 argv_ += ["--visualize", str(a.visualize), "--visualize-out", str(out / "retrieval_sample.png")]
             step(f"unicom-eval {bench} / {enc}", argv_ + shlex.split(a.eval_args))
