@@ -38,7 +38,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--device", default="cuda", help="cuda or cpu")
     p.add_argument("--backend", default="auto", choices=("auto", "gloo"),
-                   help="auto: the toolkit's choice (NCCL on CUDA, gloo on the CPU); gloo: gloo with tensors on --device")
+                   help="auto: the toolkit's choice (NCCL on CUDA, gloo on the CPU); "
+                        "gloo: gloo with tensors on --device")
     p.add_argument("--output", default=None, help="write rank 0's result as JSON here")
     p.add_argument("--tolerance", type=float, default=1e-9, help="largest relative error that passes")
     a = p.parse_args(argv)
@@ -57,7 +58,8 @@ def main(argv=None) -> int:
     labels = torch.randint(0, C, (sum(SPLIT),), generator=g)
 
     # the reference: one process, whole batch (no process group exists yet)
-    dev = torch.device("cpu") if a.device == "cpu" else torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0)) % max(1, torch.cuda.device_count())}")
+    local = int(os.environ.get("LOCAL_RANK", 0))
+    dev = torch.device("cpu") if a.device == "cpu" else torch.device(f"cuda:{local % max(1, torch.cuda.device_count())}")
     one = PartialFC(C, D, **HEAD).double().to(dev)
     e1 = emb.clone().to(dev).requires_grad_(True)
     loss1 = one(e1, labels.to(dev))
@@ -75,10 +77,9 @@ def main(argv=None) -> int:
     e = emb[lo:hi].clone().to(dev).requires_grad_(True)
     loss = head(e, labels[lo:hi].to(dev), class_index=sample.to(dev))
     loss.backward()
-    errs = torch.tensor([max_rel_err(loss.detach(), loss1.detach().to(dev)),
-                         max_rel_err(e.grad, e1.grad[lo:hi].to(dev)),
-                         max_rel_err(head.dense_weight_grad(), ref_centre_grad[head.class_start:head.class_end].to(dev))],
-                        dtype=torch.float64, device=dev)
+    ref_rows = ref_centre_grad[head.class_start:head.class_end].to(dev)
+    errs = torch.tensor([max_rel_err(loss.detach(), loss1.detach().to(dev)), max_rel_err(e.grad, e1.grad[lo:hi].to(dev)),
+                         max_rel_err(head.dense_weight_grad(), ref_rows)], dtype=torch.float64, device=dev)
     dist.all_reduce(errs, op=dist.ReduceOp.MAX)
     result = {"backend": backend, "device": str(dev), "world_size": world,
               "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",

@@ -22,7 +22,6 @@ from typing import Dict, List
 from ..cli_flags import add_renamed
 from .report import write_report
 from .steps import command, make_argv, run_step, supports_flag, thread_env
-from .untrained import export_untrained
 
 ENCODERS = ("trained", "untrained", "clip", "supervised")
 BENCHMARKS = ("sample", "digits")
@@ -73,6 +72,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     a = parse_args(argv)
+    from .untrained import export_untrained  # imports torch: kept out of --help
+
     repo = Path.cwd()
     out = Path(a.output)
     log = out / "demo.log"
