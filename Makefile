@@ -49,12 +49,12 @@ LAUNCH = $(if $(USE_TORCHRUN),$(VENV)/bin/torchrun $(or $(strip $(TORCHRUN_ARGS)
 
 PYTEST_ARGS ?=
 
-.PHONY: install test test-slow sample cluster train eval demo ablation bench clean help
+.PHONY: install test test-slow sample clip cluster train eval demo ablation bench clean help
 
 help:
-	@echo "make demo      install, make the sample set, cluster, train, evaluate, write a report"
+	@echo "make demo      install, make the sample set, pretrain a tiny CLIP, cluster, train, evaluate, write a report"
 	@echo "make test      run the test suite (CPU, offline)"
-	@echo "make sample | cluster | train | eval | bench | ablation | clean"
+	@echo "make sample | clip | cluster | train | eval | bench | ablation | clean"
 
 install: $(STAMP)
 
@@ -83,6 +83,15 @@ $(SAMPLE_DIR)/manifest.json: | $(STAMP)
 
 sample: install $(SAMPLE_DIR)/manifest.json
 
+# make clip: pretrain the tiny CLIP (TinyCLIP-demo) on the sample shards' image-caption pairs, for
+# `make cluster PRETRAINED=$(CLIP_WEIGHTS)` (the demo's clustering model). Deterministic, CPU, cached:
+# retrained only when the shards or the settings differ from those recorded beside the weights.
+CLIP_WEIGHTS ?= runs/clip/tinyclip_demo.safetensors
+CLIP_ARGS    ?=
+
+clip: install $(SAMPLE_DIR)/manifest.json
+	$(PY) -m unicom.demo.clip_pretrain --data '$(SAMPLE_DIR)/shards' --output $(CLIP_WEIGHTS) $(CLIP_ARGS)
+
 # The sample set is made on demand only when DATA points into it.
 NEED_SAMPLE = $(if $(findstring $(SAMPLE_DIR),$(DATA) $(DATA_ROOT)),$(SAMPLE_DIR)/manifest.json)
 
@@ -105,7 +114,7 @@ eval: install $(NEED_SAMPLE) $(if $(filter $(RUN)/export,$(ENCODER)),$(RUN)/expo
 		--output $(EVAL_OUT)/$(BENCHMARK) $(EVAL_ARGS)
 
 demo: install
-	$(PY) -m unicom.demo --make "$(MAKE)" --sample-dir $(SAMPLE_DIR) --out runs/demo
+	$(PY) -m unicom.demo --make "$(MAKE)" --sample-dir $(SAMPLE_DIR) --output runs/demo --clip-pretrained $(CLIP_WEIGHTS)
 
 ablation: install
 	$(PY) benchmarks/ablation.py --sample-dir $(SAMPLE_DIR) --out runs/ablation

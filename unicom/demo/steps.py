@@ -32,3 +32,24 @@ def run_step(title: str, argv: Sequence[str], cwd: Path, log: Path, timings: Dic
 def make_argv(make: str, target: str, variables: Dict[str, str]) -> List[str]:
     """``make TARGET VAR=value …`` as an argv list (``make`` may hold flags, e.g. 'make -s')."""
     return shlex.split(make) + [target] + [f"{k}={v}" for k, v in variables.items()]
+
+
+def command(script: str, module: str) -> List[str]:
+    """A console script of this interpreter's environment (``unicom-eval``), or ``python -m module``
+    where the package is not installed with its scripts."""
+    path = Path(sys.executable).parent / script
+    return [str(path)] if path.exists() else [sys.executable, "-m", module]
+
+
+def supports_flag(argv: Sequence[str], flag: str) -> bool:
+    """Whether the command's ``--help`` lists ``flag`` (e.g. whether unicom-train takes ``--dataset``)."""
+    proc = subprocess.run(list(argv) + ["--help"], capture_output=True, text=True)
+    return proc.returncode == 0 and any(tok.strip(",[]") == flag for tok in proc.stdout.split())
+
+
+def thread_env(threads: int) -> Dict[str, str]:
+    """Environment that fixes the CPU thread count of torch (intra-op), OpenMP (faiss k-means and
+    search) and the BLAS libraries. Float sums are reduced in a thread-count-dependent order, so
+    pinning it makes a step's numbers the same on machines with different core counts."""
+    n = str(max(1, int(threads)))
+    return {"OMP_NUM_THREADS": n, "MKL_NUM_THREADS": n, "OPENBLAS_NUM_THREADS": n}
