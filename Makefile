@@ -84,7 +84,7 @@ $(SAMPLE_DIR)/manifest.json: | $(STAMP)
 sample: install $(SAMPLE_DIR)/manifest.json
 
 # make clip: pretrain the tiny CLIP (TinyCLIP-demo) on the sample shards' image-caption pairs, for
-# `make cluster PRETRAINED=$(CLIP_WEIGHTS)` (the demo's clustering model). Deterministic, CPU, cached:
+# `make cluster CLIP_PRETRAINED=$(CLIP_WEIGHTS)` (the demo's clustering model). Deterministic, CPU, cached:
 # retrained only when the shards or the settings differ from those recorded beside the weights.
 CLIP_WEIGHTS ?= runs/clip/tinyclip_demo.safetensors
 CLIP_ARGS    ?=
@@ -117,7 +117,7 @@ demo: install
 	$(PY) -m unicom.demo --make "$(MAKE)" --sample-dir $(SAMPLE_DIR) --output runs/demo --clip-pretrained $(CLIP_WEIGHTS)
 
 ablation: install
-	$(PY) benchmarks/ablation.py --sample-dir $(SAMPLE_DIR) --out runs/ablation
+	$(PY) benchmarks/ablation.py --sample-dir $(SAMPLE_DIR) --output runs/ablation --clip-pretrained $(CLIP_WEIGHTS)
 
 bench: install
 	$(PY) benchmarks/partial_fc.py --quick

@@ -1,6 +1,7 @@
 """Ablation of dual partial selection on the demo (``make ablation``).
 
-Clusters the sample set once, then trains the demo preset four times — class-centre sampling
+Pretrains the demo's tiny CLIP (``make clip``, cached) and clusters the sample set with it
+once, as ``make demo`` does, then trains the demo preset four times — class-centre sampling
 r ∈ {1.0, 0.1} × feature-dimension sampling on (the preset's rate) / off (all dimensions) —
 and evaluates each run on the held-out `sample` benchmark and on `digits`. Prints a table,
 writes it as JSON and Markdown, and a PNG bar chart. Every run uses the same seed and data.
@@ -17,6 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from unicom.atomic_io import atomic_write, write_json, write_text  # noqa: E402
+from unicom.cli_flags import add_renamed  # noqa: E402
 from unicom.demo.run import eval_command  # noqa: E402
 from unicom.demo.steps import make_argv, run_step  # noqa: E402
 
@@ -25,18 +27,23 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--make", default="make", help="make command (default: make)")
     p.add_argument("--sample-dir", default="data/sample", help="sample set directory (default: data/sample)")
-    p.add_argument("--out", default="runs/ablation", help="output directory (default: runs/ablation)")
-    p.add_argument("--k", type=int, default=48, help="pseudo classes (default: 48, as the demo)")
+    add_renamed(p, "--output", "--out", default="runs/ablation", help="output directory (default: runs/ablation)")
+    add_renamed(p, "--num-clusters", "--k", type=int, default=48, help="pseudo classes (default: 48, as the demo)")
+    p.add_argument("--clip-pretrained", default="runs/clip/tinyclip_demo.safetensors",
+                   help="the tiny CLIP's weights, made by `make clip` (as the demo)")
     p.add_argument("--config", default="configs/demo.yaml", help="training preset (default: configs/demo.yaml)")
     p.add_argument("--rates", type=float, nargs="+", default=[1.0, 0.1], help="class sampling rates r")
     p.add_argument("--feature-rate", type=float, default=0.5, help="feature sampling rate when 'on' (default 0.5)")
     p.add_argument("--train-args", default="", help="extra overrides for every training run")
     p.add_argument("--json", default=None, help="write the table as JSON here (default: OUT/ablation.json)")
     a = p.parse_args(argv)
-    repo, out = Path.cwd(), Path(a.out)
+    repo, out = Path.cwd(), Path(a.output)
     log, timings = out / "ablation.log", {}
     common = {"SAMPLE_DIR": a.sample_dir, "DATA": f"{a.sample_dir}/shards", "OUT": str(out / "cluster")}
-    run_step("make cluster", make_argv(a.make, "cluster", {**common, "K": str(a.k)}), repo, log, timings)
+    run_step("make clip", make_argv(a.make, "clip", {"SAMPLE_DIR": a.sample_dir, "CLIP_WEIGHTS": a.clip_pretrained}),
+             repo, log, timings)
+    run_step("make cluster", make_argv(a.make, "cluster", {**common, "NUM_CLUSTERS": str(a.num_clusters),
+                                                          "CLIP_PRETRAINED": a.clip_pretrained}), repo, log, timings)
     rows = []
     for rate, feat_on in itertools.product(a.rates, (True, False)):
         name = f"r{rate:g}_feat{'on' if feat_on else 'off'}"

@@ -36,7 +36,7 @@ def eval_command() -> List[str]:
 def encoder_args(name: str, out: Path, clip_model: str, clip_weights: str) -> List[str]:
     """unicom-eval flags selecting one of the demo's encoders."""
     if name == "clip":
-        return ["--open-clip", clip_model, "--pretrained", clip_weights]
+        return ["--clip-model", clip_model, "--clip-pretrained", clip_weights]
     folder = {"trained": "train", "untrained": "untrained", "supervised": "supervised"}[name]
     return ["--model", str(out / folder / "export")]
 
@@ -93,7 +93,7 @@ def main(argv=None) -> int:
                                                  "CLIP_ARGS": f"--threads {a.threads} {a.clip_args}".strip()}))
     for name, weights in (("cluster", a.clip_pretrained), ("cluster_random_clip", "none")):
         step(f"make cluster ({'pretrained' if weights != 'none' else 'random'} CLIP)", make_argv(a.make, "cluster", {
-            **common, "OUT": str(out / name), "K": str(a.num_clusters), "MODEL": a.clip_model, "PRETRAINED": weights,
+            **common, "OUT": str(out / name), "NUM_CLUSTERS": str(a.num_clusters), "CLIP_MODEL": a.clip_model, "CLIP_PRETRAINED": weights,
             "CLUSTER_ARGS": f"{workers} {a.cluster_args}".strip()}))
     step("make train", make_argv(a.make, "train", {
         **common, "OUT": str(out / "cluster"), "CONFIG": a.config, "RUN": str(out / "train"),
