@@ -45,7 +45,7 @@ def seed_everything(seed: int) -> None:
 def autocast_dtype(device: torch.device, precision: str = "bf16") -> Optional[torch.dtype]:
     """Return the autocast dtype for ``precision`` on ``device``, or None for plain fp32.
 
-    Mixed precision is a CUDA feature here: on the CPU everything runs in fp32 (DESIGN).
+    Mixed precision is a CUDA feature here: on the CPU everything runs in fp32 (docs/training.md).
     """
     if device.type != "cuda" or precision in ("fp32", "float32", "no"):
         return None

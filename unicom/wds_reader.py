@@ -1,6 +1,6 @@
 """Read LAION-style webdataset shards, skipping bad samples and counting them by reason.
 
-A corrupt image, a missing caption or a truncated tar never stops a job (DESIGN.md): the
+A corrupt image, a missing caption or a truncated tar never stops a job (docs/formats.md): the
 reader yields a ``Skipped`` record in place of the sample, so the count survives DataLoader
 worker processes (the skips travel with the batches) and can be summed across ranks. A key that
 occurs twice in a shard is used once: the second occurrence is skipped as ``duplicate_key``.

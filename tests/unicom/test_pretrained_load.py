@@ -43,7 +43,7 @@ def random_official_state(name: str, seed: int = 0) -> dict:
 
 
 def reference_forward(state: dict, x: torch.Tensor, cfg: ViTConfig) -> torch.Tensor:
-    """The official network written out as plain functions over its state dict (DESIGN.md,
+    """The official network written out as plain functions over its state dict (docs/formats.md,
     "Released Unicom checkpoints"), in the official order of operations."""
     sd = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
     b, w, heads = x.shape[0], cfg.width, cfg.heads
@@ -170,7 +170,7 @@ def _randomise_bn(model):
 
 
 def _write_step(run, step: int, model, image_size=32):
-    """A training checkpoint as unicom-train writes it (DESIGN.md, "Training run")."""
+    """A training checkpoint as unicom-train writes it (docs/formats.md, "Training run")."""
     from safetensors.torch import save_file
 
     d = run / "checkpoints" / f"step_{step}"

@@ -56,7 +56,7 @@ def test_interrupted_and_resumed_run_matches_the_uninterrupted_one(toy_labels, t
     b = load_file(str(tmp_path / "cut" / "export" / "model.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
-    # checkpoint layout (DESIGN): pruned to the newest 2, latest last, encoder loadable like an export
+    # checkpoint layout (docs/formats.md): pruned to the newest 2, latest last, encoder loadable like an export
     steps = sorted(p.name for p in (tmp_path / "full" / "checkpoints").iterdir() if p.name.startswith("step_"))
     assert steps == ["step_10", "step_8"]
     step_dir = tmp_path / "full" / "checkpoints" / "step_10"

@@ -1,4 +1,4 @@
-"""Shared helpers for the trainer tests: pseudo-label files in the DESIGN format, written from
+"""Shared helpers for the trainer tests: pseudo-label files in the docs/formats.md format, written from
 the sample set's ground-truth ``concept_id`` (a learnable toy set), and small configs."""
 from __future__ import annotations
 

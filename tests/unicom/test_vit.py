@@ -7,8 +7,8 @@ import torch
 from unicom.models.vit import OFFICIAL_CONFIGS, ViTConfig, UnicomViT, build_vit
 from unicom.pretrained.resize import resize_vit_state
 
-# DESIGN.md, "Released Unicom checkpoints": (image, patch, width, depth, heads, embed).
-DESIGN_TABLE = {
+# docs/formats.md, "Released Unicom checkpoints": (image, patch, width, depth, heads, embed).
+RELEASED_TABLE = {
     "ViT-B/32": (224, 32, 768, 12, 12, 512),
     "ViT-B/16": (224, 16, 768, 12, 12, 768),
     "ViT-L/14": (224, 14, 1024, 24, 16, 768),
@@ -17,7 +17,7 @@ DESIGN_TABLE = {
 
 
 def design_keys(image, patch, width, depth, embed):
-    """The official state-dict keys and shapes, written out from DESIGN.md."""
+    """The official state-dict keys and shapes, written out from docs/formats.md."""
     n = (image // patch) ** 2
     keys = {"patch_embed.proj.weight": (width, 3, patch, patch), "patch_embed.proj.bias": (width,),
             "pos_embed": (1, n, width)}
@@ -37,11 +37,11 @@ def design_keys(image, patch, width, depth, embed):
     return keys
 
 
-@pytest.mark.parametrize("name", list(DESIGN_TABLE))
+@pytest.mark.parametrize("name", list(RELEASED_TABLE))
 def test_official_configs_have_the_design_keys_and_shapes(name):
-    image, patch, width, depth, heads, embed = DESIGN_TABLE[name]
+    image, patch, width, depth, heads, embed = RELEASED_TABLE[name]
     cfg = OFFICIAL_CONFIGS[name]
-    assert (cfg.image_size, cfg.patch_size, cfg.width, cfg.depth, cfg.heads, cfg.embed_dim) == DESIGN_TABLE[name]
+    assert (cfg.image_size, cfg.patch_size, cfg.width, cfg.depth, cfg.heads, cfg.embed_dim) == RELEASED_TABLE[name]
     with torch.device("meta"):  # shapes only: no L/14 weights are ever materialised
         model = build_vit(name)
     got = {k: tuple(v.shape) for k, v in model.state_dict().items()}

@@ -1,6 +1,6 @@
 """The Unicom Vision Transformer, in the exact layout of the officially released checkpoints.
 
-Layout (DESIGN.md, "Released Unicom checkpoints"): a Conv2d patch embedding with bias, a
+Layout (docs/formats.md, "Released Unicom checkpoints"): a Conv2d patch embedding with bias, a
 learned position embedding [1, num_patches, width] and no class token; pre-norm blocks whose
 attention has a bias-free ``qkv`` and a biased ``proj``, and whose MLP is fc1 → ReLU6 → fc2;
 a final LayerNorm; then the ``feature`` head applied to *all* patch tokens flattened:

@@ -2,7 +2,7 @@
 
 The files are plain ``torch.save``d state dicts of fp16 tensors, published on the GitHub
 releases of deepglint/unicom under the tags ``b32``, ``b16``, ``l14`` and ``l14_336px``
-(DESIGN.md, "Released Unicom checkpoints"; sums from the official ``unicom/model.py``).
+(docs/formats.md, "Released Unicom checkpoints"; sums from the official ``unicom/model.py``).
 
 ``$UNICOM_MIRROR`` replaces the release base URL (``{mirror}/{tag}/{file}``), for clusters
 that keep a local copy of the releases.
