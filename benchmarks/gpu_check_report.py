@@ -63,8 +63,8 @@ def summarise(name: str, raw: Path, step: Dict[str, Any]) -> List[str]:
             if "error" in r:
                 out.append(f"r={r['r']}: error {r['error']}")
             else:
-                out.append(f"r={r['r']}: {1000 * r['step_s']:.1f} ms/step ({r['step_over_floor']:.2f}× its GEMM floor), "
-                           f"peak {r['peak_gib']:.1f} GiB")
+                out.append(f"r={r['r']}: {1000 * r['step_s']:.1f} ms/step "
+                           f"({r['step_over_floor']:.2f}× its GEMM floor), peak {r['peak_gib']:.1f} GiB")
         return out
     if name == "train_b32":
         d = _load(raw / "train" / "train_throughput.json") or {}

@@ -104,15 +104,15 @@ def main(argv=None) -> int:
               f"{'vs numpy':>10}{'overlap':>9}")
     print(header + "\n" + "-" * len(header))
     for k in a.k:
-        t_np, c_np, ref = best_of(lambda: numpy_topk(q, g, k), a.repeats)
+        t_np, c_np, ref = best_of(lambda k=k: numpy_topk(q, g, k), a.repeats)
         runs = [("numpy brute force", "cpu", t_np, c_np, ref)]
-        t, c, (_, ids) = best_of(lambda: cpu_index.search(q, k), a.repeats)
+        t, c, (_, ids) = best_of(lambda k=k: cpu_index.search(q, k), a.repeats)
         runs.append(("faiss IndexFlatIP", "cpu", t, c, ids))
         if gpu_index is not None and k <= knn.GPU_MAX_K:
             gpu_index.search(q[:16], k)  # warm-up
-            t, c, (_, ids) = best_of(lambda: gpu_index.search(q, k), a.repeats)
+            t, c, (_, ids) = best_of(lambda k=k: gpu_index.search(q, k), a.repeats)
             runs.append(("faiss GpuIndexFlatIP", "gpu", t, c, ids))
-        t, c, out = best_of(lambda: searcher.search(q, k), a.repeats)
+        t, c, out = best_of(lambda k=k: searcher.search(q, k), a.repeats)
         runs.append(("retrieval_eval.knn", searcher.device_for(k), t, c, out[1]))
         for name, dev, sec, cpu, ids in runs:
             overlap = float(np.mean([len(np.intersect1d(x, y)) / k for x, y in zip(ids, ref)]))

@@ -59,7 +59,8 @@ def main(argv=None) -> int:
 
     # the reference: one process, whole batch (no process group exists yet)
     local = int(os.environ.get("LOCAL_RANK", 0))
-    dev = torch.device("cpu") if a.device == "cpu" else torch.device(f"cuda:{local % max(1, torch.cuda.device_count())}")
+    gpu = local % max(1, torch.cuda.device_count())
+    dev = torch.device("cpu") if a.device == "cpu" else torch.device(f"cuda:{gpu}")
     one = PartialFC(C, D, **HEAD).double().to(dev)
     e1 = emb.clone().to(dev).requires_grad_(True)
     loss1 = one(e1, labels.to(dev))
@@ -78,7 +79,8 @@ def main(argv=None) -> int:
     loss = head(e, labels[lo:hi].to(dev), class_index=sample.to(dev))
     loss.backward()
     ref_rows = ref_centre_grad[head.class_start:head.class_end].to(dev)
-    errs = torch.tensor([max_rel_err(loss.detach(), loss1.detach().to(dev)), max_rel_err(e.grad, e1.grad[lo:hi].to(dev)),
+    errs = torch.tensor([max_rel_err(loss.detach(), loss1.detach().to(dev)),
+                         max_rel_err(e.grad, e1.grad[lo:hi].to(dev)),
                          max_rel_err(head.dense_weight_grad(), ref_rows)], dtype=torch.float64, device=dev)
     dist.all_reduce(errs, op=dist.ReduceOp.MAX)
     result = {"backend": backend, "device": str(dev), "world_size": world,

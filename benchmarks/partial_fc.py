@@ -141,6 +141,7 @@ class DenseBaseline:
 def run_row(C: int, r: float, D: int, B: int, steps: int, warmup: int, optimizer: str, device_name: str,
             dense: bool) -> dict:
     import torch
+
     from unicom.device import resolve_device
     from unicom.losses import PartialFC, SparseCentreOptimizer
 
@@ -289,7 +290,8 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default="runs/bench")
     ap.add_argument("--quick", action="store_true", help="C = 100k only")
     ap.add_argument("--dense-baseline", action="store_true", help="also time an official-style dense head (C ≤ 1M)")
-    ap.add_argument("--dense-rates", type=float, nargs="+", default=None, help="rates of the dense baseline (default: --rates)")
+    ap.add_argument("--dense-rates", type=float, nargs="+", default=None,
+                    help="rates of the dense baseline (default: --rates)")
     ap.add_argument("--max-mem-gib", type=float, default=None, help="skip rows estimated above this (default: free)")
     ap.add_argument("--single", nargs=2, metavar=("C", "R"), help=argparse.SUPPRESS)
     ap.add_argument("--dense", action="store_true", help=argparse.SUPPRESS)

@@ -113,7 +113,8 @@ def run_row(name: str, device_name: str, steps: int, warmup: int, batch=None, pr
     row = {"row": name, "device": str(device), "device_name": _device_name(device), "model": str(cfg.model.name),
            "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 2), "image_size": S,
            "embed_dim": model.embed_dim, "classes": C, "sample_rate": cfg.head.sample_rate,
-           "feature_sample_dim": head.feature_sample_dim, "batch": B, "precision": prec if device.type == "cuda" else "fp32",
+           "feature_sample_dim": head.feature_sample_dim, "batch": B,
+           "precision": prec if device.type == "cuda" else "fp32",
            "step_s": step, "images_per_s": B / step, "head_share": share,
            "head_s": statistics.median(heads), "backbone_s": statistics.median(backbones), "steps": steps,
            "threads": torch.get_num_threads()}
@@ -199,7 +200,8 @@ def main(argv=None) -> int:
                     threads=args.threads)
         results.append(r)
         print(f"{r['row']:<12} {r['device_name'][:28]:<28} {r['classes']:>9,} {r['batch']:>6} {r['precision']:>5} "
-              f"{r['threads']:>3} {r['step_s']:>8.4f} {r['images_per_s']:>8.1f} {100 * r['head_share']:>6.1f}%", flush=True)
+              f"{r['threads']:>3} {r['step_s']:>8.4f} {r['images_per_s']:>8.1f} {100 * r['head_share']:>6.1f}%",
+              flush=True)
     out = Path(args.out)
     import torch
 

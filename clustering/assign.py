@@ -61,7 +61,8 @@ def centroid_index(centroids: np.ndarray, approx: bool = False, gpus: Optional[S
     return index
 
 
-def assign_array(index, x: np.ndarray, chunk: int = DEFAULT_CHUNK, approx: bool = False) -> Tuple[np.ndarray, np.ndarray]:
+def assign_array(index, x: np.ndarray, chunk: int = DEFAULT_CHUNK,
+                 approx: bool = False) -> Tuple[np.ndarray, np.ndarray]:
     """Nearest centroid of each row of ``x``: (labels int64 [n], similarities float32 [n]).
     ``approx`` says that ``index`` is an HNSW graph (it may find no neighbour when too narrow)."""
     n = len(x)

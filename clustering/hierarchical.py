@@ -19,12 +19,27 @@ from typing import Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from unicom.distributed import (all_reduce_sum, broadcast_rows, comm_device, gather_rows, get_rank, get_world_size,
-                                is_dist)
+from unicom.distributed import (
+    all_reduce_sum,
+    broadcast_rows,
+    comm_device,
+    gather_rows,
+    get_rank,
+    get_world_size,
+    is_dist,
+)
 from unicom.faiss_utils import pick_gpus
 
-from .kmeans import (DEFAULT_INIT, DEFAULT_MAX_POINTS_PER_CENTROID, DEFAULT_NITER, DEFAULT_SEED, KMeansResult,
-                     check_k, nearest, spherical_kmeans)
+from .kmeans import (
+    DEFAULT_INIT,
+    DEFAULT_MAX_POINTS_PER_CENTROID,
+    DEFAULT_NITER,
+    DEFAULT_SEED,
+    KMeansResult,
+    check_k,
+    nearest,
+    spherical_kmeans,
+)
 from .two_level import two_level_kmeans
 
 log = logging.getLogger("clustering.hierarchical")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -116,6 +116,22 @@ def _train(x, k, cp, index, weights, centroids):
     return cents, [{f: float(getattr(st.at(i), f)) for f in _FIELDS} for i in range(st.size())]
 
 
+def _checked_start(weights: Optional[np.ndarray], init_centroids: Optional[np.ndarray], n: int, k: int,
+                   d: int) -> Tuple[Optional[np.ndarray], Optional[np.ndarray]]:
+    """``weights`` as contiguous float32 [n] and ``init_centroids`` as unit rows [k, d] (each
+    may be None); a wrong shape is a ValueError naming both shapes."""
+    if weights is not None:
+        weights = np.ascontiguousarray(weights, dtype=np.float32)
+        if weights.shape != (n,):
+            raise ValueError(f"weights have shape {weights.shape}, expected ({n},)")
+    cents = None
+    if init_centroids is not None:
+        cents = normalise_rows(init_centroids)
+        if cents.shape != (k, d):
+            raise ValueError(f"init centroids have shape {cents.shape}, expected {(k, d)}")
+    return weights, cents
+
+
 def spherical_kmeans(x: np.ndarray, k: int, niter: int = DEFAULT_NITER, seed: int = DEFAULT_SEED,
                      max_points_per_centroid: int = DEFAULT_MAX_POINTS_PER_CENTROID,
                      gpus: Optional[Sequence[int]] = None, weights: Optional[np.ndarray] = None,
@@ -144,15 +160,7 @@ def spherical_kmeans(x: np.ndarray, k: int, niter: int = DEFAULT_NITER, seed: in
     gpus = pick_gpus(gpus)
     if k == n:  # every point is its own cluster
         return KMeansResult(normalise_rows(x), name, [1.0], 1.0, n, time.time() - t0)
-    if weights is not None:
-        weights = np.ascontiguousarray(weights, dtype=np.float32)
-        if weights.shape != (n,):
-            raise ValueError(f"weights have shape {weights.shape}, expected ({n},)")
-    cents = None
-    if init_centroids is not None:
-        cents = normalise_rows(init_centroids)
-        if cents.shape != (k, d):
-            raise ValueError(f"init centroids have shape {cents.shape}, expected {(k, d)}")
+    weights, cents = _checked_start(weights, init_centroids, n, k, d)
     n_used = min(n, k * max_points_per_centroid)
     index = flat_ip_index(d, gpus)
     stepwise = log_iterations or checkpoint is not None or resume is not None

@@ -23,8 +23,17 @@ import numpy as np
 from unicom.faiss_utils import pick_gpus
 from unicom.progress import progress_bar
 
-from .kmeans import (DEFAULT_INIT, DEFAULT_MAX_POINTS_PER_CENTROID, DEFAULT_NITER, DEFAULT_SEED, KMeansResult, check_k,
-                     nearest, normalise_rows, spherical_kmeans)
+from .kmeans import (
+    DEFAULT_INIT,
+    DEFAULT_MAX_POINTS_PER_CENTROID,
+    DEFAULT_NITER,
+    DEFAULT_SEED,
+    KMeansResult,
+    check_k,
+    nearest,
+    normalise_rows,
+    spherical_kmeans,
+)
 
 log = logging.getLogger("clustering.two_level")
 

@@ -25,8 +25,16 @@ import numpy as np
 
 from . import knn
 from .benchmarks.base import GLDV2, LABELLED, REVISITOP, Benchmark
-from .metrics import (average_precision_at_k, average_precision_at_r, first_relevant_rank, nan_mean,
-                      r_precision_per_query, revisitop_query, split_ground_truth, summarize)
+from .metrics import (
+    average_precision_at_k,
+    average_precision_at_r,
+    first_relevant_rank,
+    nan_mean,
+    r_precision_per_query,
+    revisitop_query,
+    split_ground_truth,
+    summarize,
+)
 from .metrics.per_class import average_of_averages, per_class_means
 from .options import DEFAULT_MAX_R
 

@@ -139,7 +139,7 @@ def iter_raw(shards: Sequence[str]) -> Iterator[Union[Dict[str, Any], Skipped]]:
         repeats: Dict[str, Counter] = {}
         seen: set = set()
 
-        def handler(exn: BaseException) -> bool:
+        def handler(exn: BaseException, repeats=repeats, errors=errors) -> bool:  # bound to this shard's
             dup = _duplicate_file_key(exn)
             if dup is not None:
                 repeats.setdefault(dup[0], Counter())[dup[1]] += 1

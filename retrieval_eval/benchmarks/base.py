@@ -9,8 +9,15 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 # The layout helpers live with the readers in unicom.datasets (shared with the trainer).
-from unicom.datasets.base import (IMAGE_EXTENSIONS, DatasetNotFoundError, encode_labels,  # noqa: F401
-                                  find_dataset_dir, list_images, missing_file_error, require_file)
+from unicom.datasets.base import (  # noqa: F401
+    IMAGE_EXTENSIONS,
+    DatasetNotFoundError,
+    encode_labels,
+    find_dataset_dir,
+    list_images,
+    missing_file_error,
+    require_file,
+)
 
 LABELLED = "labelled"     # class labels: Recall@K, MAP@R, R-precision
 REVISITOP = "revisitop"   # easy/hard/junk lists: mAP (Easy/Medium/Hard), mP@k
@@ -145,7 +152,8 @@ class Benchmark:
         if self.ground_truth is not None:
             kept = [g for g, k in zip(self.ground_truth, query_keep) if k]
             if self.protocol == REVISITOP:
-                gt = [{**g, **{key: _remap(g.get(key, ()), new_index) for key in ("easy", "hard", "junk")}} for g in kept]
+                gt = [{**g, **{key: _remap(g.get(key, ()), new_index) for key in ("easy", "hard", "junk")}}
+                      for g in kept]
             else:
                 gt = [_remap(g, new_index) for g in kept]
         groups = None if self.query_groups is None else self.query_groups[query_keep]

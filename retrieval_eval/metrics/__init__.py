@@ -8,8 +8,15 @@ them by index). Definitions follow ``docs/evaluation.md`` ("Metric definitions")
 from .map_at_k import average_precision_at_k, map_at_k
 from .map_at_r import average_precision_at_r, map_at_r, nan_mean, r_precision, r_precision_per_query
 from .recall import first_relevant_rank, recall_at_k, relevance
-from .revisitop_map import (PROTOCOLS, revisitop_average_precision, revisitop_map, revisitop_precision_at_k,
-                            revisitop_query, split_ground_truth, summarize)
+from .revisitop_map import (
+                            PROTOCOLS,
+                            revisitop_average_precision,
+                            revisitop_map,
+                            revisitop_precision_at_k,
+                            revisitop_query,
+                            split_ground_truth,
+                            summarize,
+)
 
 __all__ = [
     "relevance", "first_relevant_rank", "recall_at_k",

@@ -8,8 +8,17 @@ from __future__ import annotations
 from typing import Callable, Dict, List
 
 from . import cars, csv_list, cub, gldv2, image_folder, inaturalist, inshop, sop
-from .base import (IMAGE_EXTENSIONS, DatasetNotFoundError, LabelledList, LayoutError, encode_labels,
-                   find_dataset_dir, list_images, missing_file_error, require_file)
+from .base import (
+    IMAGE_EXTENSIONS,
+    DatasetNotFoundError,
+    LabelledList,
+    LayoutError,
+    encode_labels,
+    find_dataset_dir,
+    list_images,
+    missing_file_error,
+    require_file,
+)
 
 __all__ = ["DatasetNotFoundError", "IMAGE_EXTENSIONS", "LabelledList", "LayoutError", "LABELLED_LAYOUTS",
            "encode_labels", "find_dataset_dir", "list_images", "missing_file_error", "read_train_split",

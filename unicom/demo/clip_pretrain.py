@@ -128,7 +128,8 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     out = Path(args.output)
     if out.suffix != ".safetensors":
-        return fail("clip_pretrain", f"--output {out} must end in .safetensors (the weights are saved with safetensors)")
+        return fail("clip_pretrain",
+                    f"--output {out} must end in .safetensors (the weights are saved with safetensors)")
     from ..shards import expand_shards
 
     try:

@@ -89,7 +89,8 @@ def write_report(out: Path, timings: Dict[str, float], k: int, benchmarks=("samp
              "trains on them with dual partial selection, and faiss retrieval evaluates it on concepts that no step "
              "trained on (the held-out concepts of the sample set).", ""]
     lines += _clip_section(clip_weights)
-    lines += ["## Clustering", "", "| CLIP | K | samples | empty clusters | purity | NMI |", "|---|---|---|---|---|---|"]
+    lines += ["## Clustering", "", "| CLIP | K | samples | empty clusters | purity | NMI |",
+              "|---|---|---|---|---|---|"]
     lines += [f"| {r['clip']} | {k} | {r['samples']} | {r['empty']} | {_fmt(r['purity'])} | {_fmt(r['nmi'])} |"
               for r in clusters]
     lines += ["", "Purity and NMI against the hidden ground-truth concepts of the training shards (never used to "
@@ -103,7 +104,8 @@ def write_report(out: Path, timings: Dict[str, float], k: int, benchmarks=("samp
     if (out / "train" / "loss.png").is_file():
         lines += ["![training loss](train/loss.png)", ""]
     head = ["encoder"] + [f"{b} {m}" for b in benchmarks for m in BENCH_METRICS]
-    lines += ["## Retrieval on the held-out concepts" + (" (and scikit-learn digits)" if "digits" in benchmarks else ""),
+    also = " (and scikit-learn digits)" if "digits" in benchmarks else ""
+    lines += ["## Retrieval on the held-out concepts" + also,
               "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         lines.append("| " + " | ".join([ENCODER_TITLES[r["encoder"]]] + [_fmt(r[h]) for h in head[1:]]) + " |")
@@ -116,7 +118,8 @@ def write_report(out: Path, timings: Dict[str, float], k: int, benchmarks=("samp
     lines += [f"| {name} | {sec:.1f} |" for name, sec in timings.items()]
     text = "\n".join(lines) + "\n"
     write_text(out / "REPORT.md", text)
-    write_text(out / "report.json", json.dumps({"clusters": clusters, "cluster": _load_json(out / "cluster" / "report.json"),
+    cluster_report = _load_json(out / "cluster" / "report.json")
+    write_text(out / "report.json", json.dumps({"clusters": clusters, "cluster": cluster_report,
                                                 "loss": loss, "retrieval": rows, "notes": list(notes),
                                                 "timings": timings}, indent=2) + "\n")
     return text

@@ -93,7 +93,8 @@ def main(argv=None) -> int:
                                                  "CLIP_ARGS": f"--threads {a.threads} {a.clip_args}".strip()}))
     for name, weights in (("cluster", a.clip_pretrained), ("cluster_random_clip", "none")):
         step(f"make cluster ({'pretrained' if weights != 'none' else 'random'} CLIP)", make_argv(a.make, "cluster", {
-            **common, "OUT": str(out / name), "NUM_CLUSTERS": str(a.num_clusters), "CLIP_MODEL": a.clip_model, "CLIP_PRETRAINED": weights,
+            **common, "OUT": str(out / name), "NUM_CLUSTERS": str(a.num_clusters), "CLIP_MODEL": a.clip_model,
+            "CLIP_PRETRAINED": weights,
             "CLUSTER_ARGS": f"{workers} {a.cluster_args}".strip()}))
     step("make train", make_argv(a.make, "train", {
         **common, "OUT": str(out / "cluster"), "CONFIG": a.config, "RUN": str(out / "train"),
@@ -114,7 +115,8 @@ def main(argv=None) -> int:
     for bench in a.benchmarks:
         for enc in encoders:
             argv_ = eval_command() + [
-                "--benchmark", bench, "--data-root", a.sample_dir, *encoder_args(enc, out, a.clip_model, a.clip_pretrained),
+                "--benchmark", bench, "--data-root", a.sample_dir,
+                *encoder_args(enc, out, a.clip_model, a.clip_pretrained),
                 "--output", str(out / "eval" / f"{bench}_{enc}.json"), "--workers", str(a.workers)]
             if enc == "trained" and bench == "sample" and a.visualize > 0:
                 argv_ += ["--visualize", str(a.visualize), "--visualize-out", str(out / "retrieval_sample.png")]

@@ -141,7 +141,8 @@ def encoder_step_dir(checkpoints: Path) -> Path:
     if not found:
         raise FileNotFoundError(f"{checkpoints} has no '{LATEST_FILE}' file and no step_N directory holding "
                                 f"{' + '.join(ENCODER_FILES)}")
-    warnings.warn(f"{checkpoints} has no '{LATEST_FILE}' file; using the highest complete step, {found[-1].name}")
+    warnings.warn(f"{checkpoints} has no '{LATEST_FILE}' file; using the highest complete step, {found[-1].name}",
+                  stacklevel=2)
     return found[-1]
 
 

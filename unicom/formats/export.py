@@ -110,7 +110,8 @@ def read_encoder_record(path) -> Dict[str, Any]:
     except ValueError as exn:
         raise ValueError(f"{path} is not valid JSON ({exn}); the file is damaged") from None
     if not isinstance(record, dict) or record.get("format") != EXPORT_FORMAT:
-        raise ValueError(f"{path} is not a unicom encoder record (format={record.get('format') if isinstance(record, dict) else None!r})")
+        found = record.get("format") if isinstance(record, dict) else None
+        raise ValueError(f"{path} is not a unicom encoder record (format={found!r})")
     for key in ("arch", "embed_dim", "image_size", "mean", "std"):
         if key not in record:
             raise ValueError(f"{path} lacks the key {key!r}")

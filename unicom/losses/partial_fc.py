@@ -37,8 +37,17 @@ from .defaults import DEFAULT_SAMPLE_RATE, check_rate
 from .distributed_softmax import MarginSoftmaxCrossEntropy, StepPlan
 from .gather import all_gather_rows, gather_rows, world
 from .margin import DEFAULT_SCALE, make_margin_spec
-from .sampling import (STREAM_INIT, class_generator, derive_seed, feature_subset, generator_for,
-                       num_sampled_classes, remap_labels, sample_class_centres, shard_range)
+from .sampling import (
+    STREAM_INIT,
+    class_generator,
+    derive_seed,
+    feature_subset,
+    generator_for,
+    num_sampled_classes,
+    remap_labels,
+    sample_class_centres,
+    shard_range,
+)
 from .workspace import Workspace
 
 # Defaults (docs/partial_fc.md, "Defaults", says where each comes from).
@@ -268,12 +277,13 @@ class PartialFC(nn.Module):
         return 0
 
     def _global_check(self, metas) -> None:
-        for r, (code, b, d, lmin, lmax, nlab) in enumerate(metas):
+        for r, (code, _batch, d, lmin, lmax, nlab) in enumerate(metas):
             where = f" (on rank {r})" if self.world_size > 1 else ""
             if code:
                 raise ValueError(_MESSAGES[code] + where)
             if d != self.embed_dim:
-                raise ValueError(f"embedding dimension mismatch{where}: got {d}, the head has embed_dim={self.embed_dim}")
+                raise ValueError(f"embedding dimension mismatch{where}: got {d}, "
+                                 f"the head has embed_dim={self.embed_dim}")
             if nlab and (lmin < 0 or lmax >= self.num_classes):
                 raise ValueError(f"labels must lie in [0, num_classes={self.num_classes}){where}: "
                                  f"got values from {lmin} to {lmax}")

@@ -157,7 +157,8 @@ class UnicomViT(nn.Module):
         w, n = config.width, config.num_patches
         self.patch_embed = PatchEmbedding(config.image_size, config.patch_size, config.in_channels, w)
         self.pos_embed = nn.Parameter(torch.zeros(1, n, w))
-        rates = torch.linspace(0, drop_path_rate, config.depth, device="cpu").tolist() if config.depth > 1 else [drop_path_rate]
+        rates = (torch.linspace(0, drop_path_rate, config.depth, device="cpu").tolist() if config.depth > 1
+                 else [drop_path_rate])
         self.blocks = nn.ModuleList(Block(w, config.heads, config.mlp_ratio, r) for r in rates)
         self.norm = nn.LayerNorm(w)
         self.feature = nn.Sequential(

@@ -25,7 +25,8 @@ _BLOCK = re.compile(r"^blocks\.(\d+)\.")
 REQUIRED = ("patch_embed.proj.weight", "pos_embed", "blocks.0.mlp.fc1.weight", "feature.0.weight", "feature.3.weight")
 
 
-def infer_vit_config(state: Dict[str, torch.Tensor], heads: Optional[int] = None, source: str = "checkpoint") -> ViTConfig:
+def infer_vit_config(state: Dict[str, torch.Tensor], heads: Optional[int] = None,
+                     source: str = "checkpoint") -> ViTConfig:
     """Return the ``ViTConfig`` whose ``UnicomViT`` has the keys and shapes of ``state``."""
     absent = [k for k in REQUIRED if k not in state]
     if absent:
@@ -67,5 +68,5 @@ def _heads(shape_of: dict, heads: Optional[int], source: str) -> int:
         guess -= 1
     warnings.warn(f"{source}: the number of attention heads cannot be read from the weights and the shapes match "
                   f"no known configuration; assuming {guess} (width {shape_of['width']} / 64). Pass heads=N to "
-                  "unicom.load if that is wrong: the outputs would be wrong without any error")
+                  "unicom.load if that is wrong: the outputs would be wrong without any error", stacklevel=2)
     return guess

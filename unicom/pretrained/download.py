@@ -62,7 +62,8 @@ def download(url: str, dest: Union[str, os.PathLike], sha256: Optional[str] = No
         got = sha256_file(dest)
         if got == expected:
             return dest
-        warnings.warn(f"{dest} exists but its SHA-256 ({got}) is not the published {expected}; downloading it again")
+        warnings.warn(f"{dest} exists but its SHA-256 ({got}) is not the published {expected}; downloading it again",
+                      stacklevel=2)
 
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f"{dest.name}.{os.getpid()}.tmp")

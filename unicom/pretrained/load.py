@@ -34,8 +34,14 @@ from .arch import infer_vit_config
 from .download import download_pretrained
 from .registry import available_models, get_spec, is_known_name
 from .resize import resize_vit_state
-from .state_dict import (StateDictMismatchError, check_finite_state, clean_state_dict, describe_mismatch, load_into,
-                         read_state_dict)
+from .state_dict import (
+    StateDictMismatchError,
+    check_finite_state,
+    clean_state_dict,
+    describe_mismatch,
+    load_into,
+    read_state_dict,
+)
 
 WEIGHT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors")
 

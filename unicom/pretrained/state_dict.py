@@ -142,7 +142,8 @@ def describe_mismatch(model: nn.Module, state: Dict[str, torch.Tensor], source: 
     missing = [k for k in expected if k not in state and not _optional(k)]
     unexpected = [k for k in state if k not in expected]
     shapes: List[Tuple[str, tuple, tuple]] = [
-        (k, tuple(state[k].shape), expected[k]) for k in expected if k in state and tuple(state[k].shape) != expected[k]]
+        (k, tuple(state[k].shape), expected[k])
+        for k in expected if k in state and tuple(state[k].shape) != expected[k]]
     if not (missing or unexpected or shapes):
         return ""
     parts = [f"the weights in {source} do not fit the {type(model).__name__} architecture"]

@@ -171,7 +171,8 @@ def _write_bad_shard(path: Path, rng, train, size, digits, first_index) -> Dict[
         key = f"{first_index + i:09d}"
         cap = _caption(rng, c, colour, texture)
         meta = {"key": key, "caption": cap, "concept": c.name, "concept_id": i % len(train), "source": c.kind}
-        return key, [(f"{key}.jpg", _jpeg(img)), (f"{key}.txt", cap.encode()), (f"{key}.json", json.dumps(meta).encode())]
+        return key, [(f"{key}.jpg", _jpeg(img)), (f"{key}.txt", cap.encode()),
+                     (f"{key}.json", json.dumps(meta).encode())]
 
     members, reasons = [], {}
     for i in range(4):

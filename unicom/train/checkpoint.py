@@ -46,7 +46,8 @@ def to_jsonable(obj: Any) -> Any:
     """Tensors and arrays become ``{"__tensor__": base64, dtype, shape}``; containers recurse."""
     if isinstance(obj, torch.Tensor):
         t = obj.detach().cpu().contiguous()
-        return {"__tensor__": base64.b64encode(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"").decode(),
+        raw = t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b""
+        return {"__tensor__": base64.b64encode(raw).decode(),
                 "dtype": str(t.dtype).replace("torch.", ""), "shape": list(t.shape)}
     if isinstance(obj, np.ndarray):
         return {"__ndarray__": base64.b64encode(np.ascontiguousarray(obj).tobytes()).decode(), "dtype": str(obj.dtype),

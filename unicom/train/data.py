@@ -241,8 +241,8 @@ class TrainStream(IterableDataset):
     """Endless labelled-sample batches for one rank; see the module docstring."""
 
     def __init__(self, plan: ShardPlan, labels: LabelIndex, augment: SeededAugment, batch_size: int,
-                 block_size: int, rank: int, num_workers: int, cursors: Optional[Dict[int, Tuple[int, int, int]]] = None,
-                 phase: int = 0):
+                 block_size: int, rank: int, num_workers: int,
+                 cursors: Optional[Dict[int, Tuple[int, int, int]]] = None, phase: int = 0):
         super().__init__()
         self.plan, self.labels, self.augment = plan, labels, augment
         self.batch_size, self.block_size = int(batch_size), max(1, int(block_size))
@@ -298,12 +298,14 @@ class TrainStream(IterableDataset):
                 if len(block) == self.block_size:
                     break
             start_i, start_r = block[0][0], block[0][1]
-            order = np.random.default_rng([seed, 13, self.plan.generation, stream, start_i, start_r]).permutation(len(block))
+            block_key = [seed, 13, self.plan.generation, stream, start_i, start_r]
+            order = np.random.default_rng(block_key).permutation(len(block))
             # the next block starts right after the last record read
             last_i, last_r = block[-1][0], block[-1][1]
             for o in range(o0, len(block)):
                 _, _, raw = block[order[o]]
-                item = self._prepare(raw, np.random.default_rng([seed, 17, self.plan.generation, stream, start_i, start_r, o]))
+                record_key = [seed, 17, self.plan.generation, stream, start_i, start_r, o]
+                item = self._prepare(raw, np.random.default_rng(record_key))
                 next_cursor = (start_i, start_r, o + 1) if o + 1 < len(block) else (last_i, last_r + 1, 0)
                 no_good_run = no_good_run + 1 if isinstance(item, Skipped) else 0
                 if no_good_run > 100_000:

@@ -341,10 +341,12 @@ def _start_session(parts: RunParts, start: Start, hooks: RunHooks, loss_hook: Op
                               "config": cfg.to_dict()["model"]})
     logger = RunLogger(parts.out, ctx.is_main, total_steps, start.state.step, cfg.train.tensorboard,
                        cfg.train.progress)
-    logger.write(f"training {encoder['arch']['type']} ({sum(p.numel() for p in parts.backbone.parameters()) / 1e6:.2f}M "
+    millions = sum(p.numel() for p in parts.backbone.parameters()) / 1e6
+    logger.write(f"training {encoder['arch']['type']} ({millions:.2f}M "
                  f"params, {parts.image_size}px, embed {parts.embed_dim}) on {parts.source.describe()}, "
                  f"{parts.num_classes} classes; {ctx.world_size} rank(s) on {parts.device.type}, global batch "
-                 f"{parts.global_batch}, {total_steps} steps ({start.schedule.total_samples / parts.samples_per_epoch:.2f} "
+                 f"{parts.global_batch}, {total_steps} steps "
+                 f"({start.schedule.total_samples / parts.samples_per_epoch:.2f} "
                  f"epochs of {parts.samples_per_epoch} samples)")
     evaluator = EvalHook(cfg, ctx, parts.out, parts.samples_per_epoch, parts.image_size, parts.mean, parts.std,
                          parts.embed_dim, start.state.step)

@@ -52,11 +52,11 @@ def build_backbone(cfg: Config) -> nn.Module:
 
 
 def model_image_size(model: nn.Module) -> int:
-    return int(getattr(model, "image_size"))
+    return int(model.image_size)
 
 
 def model_embed_dim(model: nn.Module) -> int:
-    return int(getattr(model, "embed_dim"))
+    return int(model.embed_dim)
 
 
 def model_norm(model: nn.Module) -> Tuple[Tuple[float, ...], Tuple[float, ...]]:

@@ -61,7 +61,8 @@ def forward_backward(model: nn.Module, head: nn.Module, micro_batches: MicroBatc
     losses = []
     for k, (images, labels) in enumerate(micro_batches):
         last = k == n - 1
-        sync_ctx = model.no_sync() if (not last and hasattr(model, "no_sync") and is_dist()) else contextlib.nullcontext()
+        defer_sync = not last and hasattr(model, "no_sync") and is_dist()
+        sync_ctx = model.no_sync() if defer_sync else contextlib.nullcontext()
         with sync_ctx:
             _sync(device, timing)
             t0 = time.perf_counter()
