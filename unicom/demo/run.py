@@ -21,7 +21,7 @@ from typing import Dict, List
 
 from ..cli_flags import add_renamed
 from .report import write_report
-from .steps import command, make_argv, run_step, supports_flag, thread_env
+from .steps import command, make_argv, run_lanes, run_step, supports_flag, thread_env
 
 ENCODERS = ("trained", "untrained", "clip", "supervised")
 BENCHMARKS = ("sample", "digits")
@@ -85,33 +85,43 @@ def main(argv=None) -> int:
     common = {"SAMPLE_DIR": a.sample_dir, "DATA": shards}
     workers = f"--workers {a.workers}"
 
-    def step(title: str, argv_: List[str]) -> None:
-        run_step(title, argv_, repo, log, timings)
+    def step(title: str, argv_: List[str], tag: str = "") -> None:
+        run_step(title, argv_, repo, log, timings, tag)
 
-    step("make sample", make_argv(a.make, "sample", {"SAMPLE_DIR": a.sample_dir}))
-    step("make clip", make_argv(a.make, "clip", {"SAMPLE_DIR": a.sample_dir, "CLIP_WEIGHTS": a.clip_pretrained,
-                                                 "CLIP_ARGS": f"--threads {a.threads} {a.clip_args}".strip()}))
-    for name, weights in (("cluster", a.clip_pretrained), ("cluster_random_clip", "none")):
+    def cluster(name: str, weights: str, tag: str) -> None:
         step(f"make cluster ({'pretrained' if weights != 'none' else 'random'} CLIP)", make_argv(a.make, "cluster", {
             **common, "OUT": str(out / name), "NUM_CLUSTERS": str(a.num_clusters), "CLIP_MODEL": a.clip_model,
-            "CLIP_PRETRAINED": weights,
-            "CLUSTER_ARGS": f"{workers} {a.cluster_args}".strip()}))
-    step("make train", make_argv(a.make, "train", {
-        **common, "OUT": str(out / "cluster"), "CONFIG": a.config, "RUN": str(out / "train"),
-        "TRAIN_ARGS": a.train_args}))
-    export_untrained(out / "train" / "export", out / "untrained" / "export")
+            "CLIP_PRETRAINED": weights, "CLUSTER_ARGS": f"{workers} {a.cluster_args}".strip()}), tag)
+
+    def pseudo_label_lane() -> None:  # the paper's pipeline: CLIP → pseudo classes → Unicom encoder
+        step("make clip", make_argv(a.make, "clip", {"SAMPLE_DIR": a.sample_dir, "CLIP_WEIGHTS": a.clip_pretrained,
+                                                     "CLIP_ARGS": f"--threads {a.threads} {a.clip_args}".strip()}),
+             "unicom")
+        cluster("cluster", a.clip_pretrained, "unicom")
+        step("make train", make_argv(a.make, "train", {
+            **common, "OUT": str(out / "cluster"), "CONFIG": a.config, "RUN": str(out / "train"),
+            "TRAIN_ARGS": a.train_args}), "unicom")
 
     encoders = list(ENCODERS)
     train_cmd = command("unicom-train", "unicom.train.cli")
-    if supports_flag(train_cmd, "--dataset"):
-        step("unicom-train --dataset shards (ground-truth concepts)", train_cmd + [
-            "--dataset", "shards", "--data", shards, "--label-key", "concept_id", "--output", str(out / "supervised"),
-            "--config", a.config, "--resume", *shlex.split(a.train_args)])
-    else:
+    supervised = supports_flag(train_cmd, "--dataset")
+
+    def baseline_lane() -> None:  # the comparisons: random-CLIP clusters, the supervised upper bound
+        cluster("cluster_random_clip", "none", "baselines")
+        if supervised:
+            step("unicom-train --dataset shards (ground-truth concepts)", train_cmd + [
+                "--dataset", "shards", "--data", shards, "--label-key", "concept_id", "--output",
+                str(out / "supervised"), "--config", a.config, "--resume", *shlex.split(a.train_args)], "baselines")
+
+    step("make sample", make_argv(a.make, "sample", {"SAMPLE_DIR": a.sample_dir}))
+    run_lanes([pseudo_label_lane, baseline_lane])
+    export_untrained(out / "train" / "export", out / "untrained" / "export")
+    if not supervised:
         encoders.remove("supervised")
         notes.append("The supervised upper bound is skipped: this `unicom-train` has no `--dataset` flag (training "
                      "on labelled sources), so the encoder trained on the ground-truth concepts cannot be made.")
 
+    evals = []
     for bench in a.benchmarks:
         for enc in encoders:
             argv_ = eval_command() + [
@@ -120,7 +130,9 @@ def main(argv=None) -> int:
                 "--output", str(out / "eval" / f"{bench}_{enc}.json"), "--workers", str(a.workers)]
             if enc == "trained" and bench == "sample" and a.visualize > 0:
                 argv_ += ["--visualize", str(a.visualize), "--visualize-out", str(out / "retrieval_sample.png")]
-            step(f"unicom-eval {bench} / {enc}", argv_ + shlex.split(a.eval_args))
+            evals.append((f"unicom-eval {bench} / {enc}", argv_ + shlex.split(a.eval_args)))
+    # the evaluations are independent: two lanes, alternating
+    run_lanes([lambda part=evals[i::2], tag=f"eval{i + 1}": [step(t, v, tag) for t, v in part] for i in range(2)])
 
     timings["total"] = time.time() - t0
     report = write_report(out, timings, k=a.num_clusters, benchmarks=a.benchmarks, encoders=encoders,

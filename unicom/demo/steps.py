@@ -4,29 +4,63 @@ from __future__ import annotations
 import shlex
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
-from typing import Dict, List, Sequence
+from typing import Callable, Dict, List, Sequence
+
+# One lock for the terminal and the log: steps of parallel lanes write whole lines, never halves.
+_OUTPUT_LOCK = threading.Lock()
 
 
-def run_step(title: str, argv: Sequence[str], cwd: Path, log: Path, timings: Dict[str, float]) -> None:
-    """Run one command, echo it, stream its output to the terminal and to ``log``, and record
-    its wall time (seconds) under ``title``. A failing step stops the demo with its command."""
-    print(f"\n==> {title}\n$ {shlex.join(argv)}", flush=True)
+def run_step(title: str, argv: Sequence[str], cwd: Path, log: Path, timings: Dict[str, float],
+             tag: str = "") -> None:
+    """Run one command, echo it, stream its output to the terminal and to ``log`` (each line
+    prefixed by ``tag`` when steps run side by side), and record its wall time (seconds) under
+    ``title``. A failing step stops the demo with its command."""
+    prefix = f"[{tag}] " if tag else ""
+    header = f"\n{prefix}==> {title}\n{prefix}$ {shlex.join(argv)}\n"
     t0 = time.time()
     log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "a") as lf:
-        lf.write(f"\n==> {title}\n$ {shlex.join(argv)}\n")
-        lf.flush()
-        proc = subprocess.Popen(list(argv), cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            sys.stdout.write(line)
-            lf.write(line)
-        rc = proc.wait()
+    with _OUTPUT_LOCK:
+        sys.stdout.write(header)
+        sys.stdout.flush()
+        with open(log, "a") as lf:
+            lf.write(header)
+    proc = subprocess.Popen(list(argv), cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        with _OUTPUT_LOCK:
+            sys.stdout.write(prefix + line)
+            with open(log, "a") as lf:
+                lf.write(prefix + line)
+    rc = proc.wait()
     timings[title] = time.time() - t0
     if rc != 0:
         raise SystemExit(f"demo step '{title}' failed (exit {rc}): {shlex.join(argv)}; see {log}")
+
+
+def run_lanes(lanes: Sequence[Callable[[], None]]) -> None:
+    """Run each lane (a function running its steps in order) in its own thread and wait for all.
+
+    The demo's steps run one CPU thread each (``thread_env``), so on a 2-core machine two
+    independent chains of steps side by side take about the time of the longer one. The first
+    lane's failure is raised once every lane has stopped."""
+    errors: List[BaseException] = []
+
+    def guarded(lane: Callable[[], None]) -> None:
+        try:
+            lane()
+        except BaseException as exn:  # noqa: BLE001 (re-raised in the main thread below)
+            errors.append(exn)
+
+    threads = [threading.Thread(target=guarded, args=(lane,)) for lane in lanes]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
 
 
 def make_argv(make: str, target: str, variables: Dict[str, str]) -> List[str]:
