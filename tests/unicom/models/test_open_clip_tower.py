@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from tests.unicom.test_train_support import tiny_config, toy_labels  # noqa: F401 (fixture)
+from tests.unicom.train.support import tiny_config
 from unicom.export import build_from_arch, load_export_state, read_export_config, save_export
 from unicom.models.open_clip_tower import OpenCLIPTower, build_open_clip_tower
 

@@ -8,7 +8,7 @@ import yaml
 from unicom.train.config import Config, feature_sample_dim, load_config, parse_override
 from unicom.train.schedule import LRSchedule
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+CONFIGS = Path(__file__).resolve().parents[3] / "configs"
 PRESETS = ["demo.yaml", "vit_b32_laion400m.yaml", "vit_b16_laion400m.yaml", "vit_l14_laion400m.yaml",
            "vit_l14_336_laion400m.yaml"]
 

@@ -7,23 +7,11 @@ import tarfile
 
 import numpy as np
 import pytest
-import torch
 
 from unicom.embed import build_index_dir, embed_to_features
 from unicom.embed.cli import main as embed_main
-from unicom.export import save_export
 from unicom.formats import features as ff
-from unicom.models.vit import build_vit
 from unicom.run_lock import lock_output_dir
-from unicom.transforms import CLIP_MEAN, CLIP_STD
-
-
-@pytest.fixture(scope="module")
-def encoder(tmp_path_factory):
-    torch.manual_seed(0)
-    d = tmp_path_factory.mktemp("enc") / "export"
-    save_export(build_vit("ViT-Tiny/8@32").eval(), d, 32, CLIP_MEAN, CLIP_STD, 32)
-    return d
 
 
 def _tar(path, members):

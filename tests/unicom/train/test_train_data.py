@@ -5,10 +5,17 @@ import numpy as np
 import pytest
 import torch
 
-from tests.unicom.test_train_support import toy_labels, write_concept_labels  # noqa: F401 (fixture)
+from tests.unicom.train.support import write_concept_labels
 from unicom.shards import expand_shards
-from unicom.train.data import (DataPosition, LabelIndex, SeededAugment, ShardPlan, TrainStream, make_loader,
-                               remap_position)
+from unicom.train.data import (
+    DataPosition,
+    LabelIndex,
+    SeededAugment,
+    ShardPlan,
+    TrainStream,
+    make_loader,
+    remap_position,
+)
 from unicom.wds_reader import SkipCounter, Skipped, iter_raw, read_shard_samples
 
 

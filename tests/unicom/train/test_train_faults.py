@@ -14,7 +14,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.unicom.test_train_support import TINY_OVERRIDES, tiny_config, toy_labels  # noqa: F401 (fixture)
+from tests.unicom.train.support import TINY_OVERRIDES, tiny_config
 from unicom.atomic_io import read_npy, write_npy
 from unicom.train.cli import main
 from unicom.train.inputs import fingerprint_changes

@@ -6,7 +6,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.unicom.test_train_support import tiny_config, toy_labels  # noqa: F401 (fixture)
+from tests.unicom.train.support import tiny_config
 from unicom.train.loop import NonFiniteLossError, RunExistsError, build_head, forward_backward, train
 from unicom.train.run_log import read_log
 

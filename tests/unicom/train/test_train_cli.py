@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from tests.unicom.test_train_support import TINY_OVERRIDES, toy_labels  # noqa: F401 (fixture)
+from tests.unicom.train.support import TINY_OVERRIDES
 from unicom.train.cli import main
 from unicom.train.run_log import read_log
 

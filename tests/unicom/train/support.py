@@ -1,5 +1,6 @@
-"""Shared helpers for the trainer tests: pseudo-label files in the docs/formats.md format, written from
-the sample set's ground-truth ``concept_id`` (a learnable toy set), and small configs."""
+"""Shared helpers for the trainer tests (imported, not collected): pseudo-label files in the
+docs/formats.md format, written from the sample set's ground-truth ``concept_id`` (a learnable toy
+set), and small configs."""
 from __future__ import annotations
 
 import json
@@ -7,7 +8,6 @@ from pathlib import Path
 from typing import Iterable
 
 import numpy as np
-import pytest
 
 from unicom.atomic_io import write_npy, write_text
 from unicom.shards import expand_shards, shard_name
@@ -59,22 +59,3 @@ def tiny_config(*extra: str):
     from unicom.train.config import load_config
 
     return load_config(None, TINY_OVERRIDES + list(extra))
-
-
-@pytest.fixture(scope="session")
-def toy_labels(sample_set, tmp_path_factory):
-    """(shards dir, labels dir) for the sample set with ground-truth labels."""
-    root, _ = sample_set
-    out = tmp_path_factory.mktemp("toy_cluster")
-    return root / "shards", write_concept_labels(root / "shards", out)
-
-
-def test_labels_helper_writes_design_format(toy_labels):
-    shards, labels = toy_labels
-    from unicom.atomic_io import read_npy
-
-    sizes = read_npy(labels / "class_sizes.npy")
-    assert sizes.dtype == np.int64 and sizes.sum() > 0
-    lab = read_npy(labels / "00000.npy")
-    keys = (labels.parent / "features" / "00000.keys").read_text().splitlines()
-    assert lab.dtype == np.int32 and len(lab) == len(keys)

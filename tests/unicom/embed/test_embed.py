@@ -13,20 +13,12 @@ import torch
 from unicom.atomic_io import read_npy
 from unicom.embed import Searcher, build_index_dir, choose_index_type
 from unicom.embed.cli import main as embed_main
-from unicom.formats.features import read_keys, read_meta
 from unicom.embed.index import FLAT_MAX, HNSW_MAX, default_nlist
 from unicom.embed.search_cli import main as search_main
 from unicom.export import save_export
+from unicom.formats.features import read_keys, read_meta
 from unicom.models.vit import build_vit
 from unicom.transforms import CLIP_MEAN, CLIP_STD
-
-
-@pytest.fixture(scope="module")
-def encoder(tmp_path_factory):
-    torch.manual_seed(0)
-    d = tmp_path_factory.mktemp("enc") / "export"
-    save_export(build_vit("ViT-Tiny/8@32").eval(), d, 32, CLIP_MEAN, CLIP_STD, 32)
-    return d
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from tests.unicom.test_train_support import tiny_config, toy_labels  # noqa: F401 (fixture)
+from tests.unicom.train.support import tiny_config
 from unicom.train.config import load_config
 
 

@@ -11,11 +11,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.unicom import fake_train_trees as trees
+from tests.unicom.train import fake_train_trees as trees
 from unicom.train.cli import main as train_main
 from unicom.train.run_log import read_log
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 TINY = str(ROOT / "configs" / "finetune" / "tiny.yaml")
 
 

@@ -14,7 +14,7 @@ import torch
 
 from unicom.models.clip_loader import DEMO_MODEL, create_clip
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 REV = "0123456789abcdef0123456789abcdef01234567"
 
 CHILD = r"""

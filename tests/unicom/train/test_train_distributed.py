@@ -11,14 +11,14 @@ import torch
 from safetensors import safe_open
 
 from tests.conftest import run_ranks
-from tests.unicom.test_train_support import TINY_OVERRIDES, tiny_config, toy_labels  # noqa: F401 (fixture)
-from unicom.train.run_log import read_log
+from tests.unicom.train.support import TINY_OVERRIDES, tiny_config
 from unicom.train.loop import train
+from unicom.train.run_log import read_log
 
 WORKER = textwrap.dedent("""
     import sys, torch
     sys.path.insert(0, ".")
-    from tests.unicom.test_train_support import tiny_config
+    from tests.unicom.train.support import tiny_config
     from unicom.distributed import init_distributed
     from unicom.train.cli import main
     from unicom.train.loop import build_head, forward_backward

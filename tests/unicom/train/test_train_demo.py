@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from tests.unicom.test_train_support import write_concept_labels
+from tests.unicom.train.support import write_concept_labels
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def heldout_recall_at_1(export_dir, heldout_dir, trained: bool = True) -> float:

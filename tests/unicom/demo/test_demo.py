@@ -6,7 +6,7 @@ from pathlib import Path
 
 from unicom.sample_data import generate_sample_set
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def test_scaled_down_demo_runs_end_to_end(tmp_path):

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.unicom import fake_train_trees as trees
+from tests.unicom.train import fake_train_trees as trees
 from unicom.train.cli import main as train_main
 from unicom.train.run_log import read_log
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 TINY = str(ROOT / "configs" / "finetune" / "tiny.yaml")
 FAST = ["train.max_steps=2", "data.batch_size=4", "eval.every=0"]
 

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 import unicom
+from tests.unicom.pretrained.support import random_official_state
 from unicom.export import save_export
 from unicom.models.vit import OFFICIAL_CONFIGS, UnicomViT, ViTConfig, build_vit
 from unicom.pretrained import registry
@@ -21,25 +22,6 @@ from unicom.pretrained.state_dict import StateDictMismatchError, UnsafeCheckpoin
 from unicom.transforms import CLIP_MEAN, CLIP_STD
 
 TINY = "ViT-Tiny/8@32"
-
-
-def random_official_state(name: str, seed: int = 0) -> dict:
-    """An official-format state dict (fp16 tensors, int64 BN counters) with random values,
-    keyed and shaped like our model (built on the meta device: no slow init)."""
-    with torch.device("meta"):
-        model = build_vit(name) if isinstance(name, str) else UnicomViT(name)
-    g = torch.Generator().manual_seed(seed)
-    state = {}
-    for k, v in model.state_dict().items():
-        if k.endswith("num_batches_tracked"):
-            state[k] = torch.tensor(1000, dtype=torch.long)
-        elif k.endswith("running_var"):
-            state[k] = (torch.rand(v.shape, generator=g) + 0.5).half()
-        elif k.endswith(("norm1.weight", "norm2.weight", "norm.weight")):
-            state[k] = (1 + 0.1 * torch.randn(v.shape, generator=g)).half()
-        else:
-            state[k] = (0.02 * torch.randn(v.shape, generator=g)).half()
-    return state
 
 
 def reference_forward(state: dict, x: torch.Tensor, cfg: ViTConfig) -> torch.Tensor:

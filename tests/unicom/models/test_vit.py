@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from unicom.models.vit import OFFICIAL_CONFIGS, ViTConfig, UnicomViT, build_vit
+from unicom.models.vit import OFFICIAL_CONFIGS, UnicomViT, ViTConfig, build_vit
 from unicom.pretrained.resize import resize_vit_state
 
 # docs/formats.md, "Released Unicom checkpoints": (image, patch, width, depth, heads, embed).

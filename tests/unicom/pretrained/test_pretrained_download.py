@@ -103,7 +103,7 @@ def test_cache_dir_follows_the_environment(monkeypatch, tmp_path):
 def test_load_by_name_downloads_verifies_and_caches(server, tmp_path, monkeypatch):
     """A release served from a loopback mirror: the first load downloads it into the cache, a
     second one reads the cache, and a file with the wrong sum never lands there."""
-    from tests.unicom.test_pretrained_load import random_official_state
+    from tests.unicom.pretrained.support import random_official_state
 
     base, www = server
     spec = registry.MODELS["ViT-B/32"]
