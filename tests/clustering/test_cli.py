@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from unicom.formats import features as ff
 from clustering.cli import main
+from unicom.formats import features as ff
 
 
 def _args(data, out, k, *extra):

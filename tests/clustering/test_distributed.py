@@ -63,14 +63,15 @@ def test_every_shard_written_exactly_once(two_rank_run):
 
 
 def test_hierarchical_across_ranks_is_close_to_flat(two_rank_run):
-    from unicom.formats import features as ff
     from clustering.kmeans import mean_cosine, spherical_kmeans
+    from unicom.formats import features as ff
     from unicom.shards import shard_name
 
     shards, out, ranks = two_rank_run
     km = json.loads((out / "kmeans.json").read_text())
     assert km["method"] == "hierarchical" and km["world_size"] == 2 and km["extra"]["workers"] == 2
-    x = np.concatenate([ff.read_features(ff.features_dir(str(out)), shard_name(p), mmap=False) for p in shards]).astype(np.float32)
+    fdir = ff.features_dir(str(out))
+    x = np.concatenate([ff.read_features(fdir, shard_name(p), mmap=False) for p in shards]).astype(np.float32)
     hier = mean_cosine(x, np.load(out / "centroids.npy"))
     assert hier == pytest.approx(km["objective"], abs=1e-4)
     flat = spherical_kmeans(x, 12, niter=10, seed=1234).objective

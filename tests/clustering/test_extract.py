@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from clustering import feature_store as fs
-from unicom.formats import features as ff
 from clustering.extract import ExtractConfig, extract_features
 from unicom.distributed import init_distributed
+from unicom.formats import features as ff
 from unicom.shards import shard_name
 
 

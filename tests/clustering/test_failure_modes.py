@@ -201,6 +201,7 @@ def test_a_second_run_into_the_same_folder_is_refused(sample_set, tmp_path):
     print(f"second run refused after {took:.1f}s")
     assert second.returncode == 2 and took < 60  # bounded by the imports before main (torch)
     err = second.stderr.strip()
-    assert "\n" not in err and err.startswith(f"unicom-cluster: error: {out} is in use by unicom-cluster (pid {first.pid}")
+    assert "\n" not in err
+    assert err.startswith(f"unicom-cluster: error: {out} is in use by unicom-cluster (pid {first.pid}")
     assert first.returncode == 0, err1[-2000:]
     assert (out / "labels" / "class_sizes.npy").is_file() and not (out / ".lock.json").exists()

@@ -27,9 +27,9 @@ def test_gpu_kmeans_matches_cpu_quality():
 @pytest.mark.cuda
 @needs_gpu
 def test_cuda_extraction_with_autocast(sample_set, tmp_path):
-    from unicom.formats import features as ff
     from clustering.extract import ExtractConfig, extract_features
     from unicom.distributed import init_distributed
+    from unicom.formats import features as ff
     from unicom.shards import expand_shards
 
     root, _ = sample_set

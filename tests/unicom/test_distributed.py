@@ -16,7 +16,8 @@ def test_world_size_one_needs_no_process_group(monkeypatch):
 
 WORKER = textwrap.dedent("""
     import sys, torch
-    from unicom.distributed import init_distributed, all_reduce_sum, all_gather_object, broadcast_object, cleanup_distributed
+    from unicom.distributed import (init_distributed, all_reduce_sum, all_gather_object, broadcast_object,
+                                    cleanup_distributed)
     from unicom.wds_reader import SkipCounter
     ctx = init_distributed("cpu")
     assert torch.distributed.get_backend() == "gloo"

@@ -21,7 +21,7 @@ def saved_on_two(tmp_path, kind="adamw"):
         head, opt = make(rank, 2, kind)
         with torch.no_grad():
             head.weight.copy_(torch.randn(head.weight.shape))
-        for name, t in opt.centre_state().items():
+        for t in opt.centre_state().values():
             t.copy_(torch.randint(0, 50, t.shape) if t.dtype == torch.long else torch.randn(t.shape))
         head.step = 17
         save_centre_shard(tmp_path, head, opt)

@@ -73,7 +73,8 @@ def test_preserve_sum_scales_by_the_patch_count_ratio():
 def test_resize_vit_state_changes_only_what_depends_on_the_grid():
     old = ViTConfig(image_size=32, patch_size=8, width=16, depth=1, heads=2, embed_dim=8)
     new = ViTConfig(image_size=64, patch_size=8, width=16, depth=1, heads=2, embed_dim=8)
-    state = {"pos_embed": torch.randn(1, 16, 16), "feature.0.weight": torch.randn(16, 256), "norm.weight": torch.ones(16)}
+    state = {"pos_embed": torch.randn(1, 16, 16), "feature.0.weight": torch.randn(16, 256),
+             "norm.weight": torch.ones(16)}
     out = resize_vit_state(state, old, new)
     assert out["pos_embed"].shape == (1, 64, 16) and out["feature.0.weight"].shape == (16, 1024)
     assert out["norm.weight"] is state["norm.weight"]

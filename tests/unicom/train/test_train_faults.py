@@ -45,8 +45,8 @@ def test_a_second_trainer_on_a_run_folder_is_refused_and_the_first_finishes_clea
     shards, labels = toy_labels
     run = tmp_path / "run"
     env = dict(os.environ, PYTHONPATH=os.getcwd(), OMP_NUM_THREADS="1")
-    first = subprocess.Popen([sys.executable, "-m", "unicom.train.cli", *_args(shards, labels, run, "train.max_steps=40")],
-                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    argv = [sys.executable, "-m", "unicom.train.cli", *_args(shards, labels, run, "train.max_steps=40")]
+    first = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.time() + 120
         while not read_log(run) and first.poll() is None and time.time() < deadline:

@@ -74,7 +74,8 @@ def test_the_plot_shows_the_throughput_beside_the_loss(tmp_path):
 
     logger = RunLogger(tmp_path, True, 3, progress=False)
     for step in (1, 2, 3):
-        logger.log({"step": step, "loss": 10.0 - step, "loss_avg": 10.0 - step, "lr": 1e-3, "images_per_s": 100.0 * step})
+        logger.log({"step": step, "loss": 10.0 - step, "loss_avg": 10.0 - step, "lr": 1e-3,
+                    "images_per_s": 100.0 * step})
     logger.close()
     with Image.open(plot_loss(tmp_path)) as im:
         assert im.width > 2 * im.height  # two panels side by side
