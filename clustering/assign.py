@@ -34,7 +34,7 @@ from unicom.wds_reader import SkipCounter
 
 from . import feature_store as fs
 
-log = logging.getLogger("clustering.assign")
+log = logging.getLogger(__name__)
 
 STAMP = "assign.json"
 DEFAULT_CHUNK = 65536

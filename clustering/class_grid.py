@@ -21,7 +21,7 @@ import numpy as np
 from unicom.atomic_io import atomic_write
 from unicom.formats import features as ff
 
-log = logging.getLogger("clustering.class_grid")
+log = logging.getLogger(__name__)
 
 THUMB = 96          # thumbnail side in pixels: 12 × 8 of them keep the PNG at a few hundred KB
 _STOPWORDS = frozenset("a an the of in on at to and or with for from by is are this that its it as".split())

@@ -27,7 +27,7 @@ from .config import STAGES, ClusterConfig, ExtractConfig
 PROG = "unicom-cluster"
 INPUT_TYPES = ("auto", "shards", "folder", "list")
 FILES_PER_PSEUDO_SHARD = 10_000  # an image folder is read in pieces of this many images
-log = logging.getLogger("clustering.cli")
+log = logging.getLogger(__name__)
 
 
 def default_workers() -> int:

@@ -32,7 +32,7 @@ from .config import ExtractConfig
 from .dataset import FileSampleDataset, ShardSampleDataset, collate
 from .fusion import fuse, modality_weights
 
-log = logging.getLogger("clustering.extract")
+log = logging.getLogger(__name__)
 
 
 @dataclass

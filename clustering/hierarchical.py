@@ -42,7 +42,7 @@ from .kmeans import (
 )
 from .two_level import two_level_kmeans
 
-log = logging.getLogger("clustering.hierarchical")
+log = logging.getLogger(__name__)
 
 
 def _cluster(x, k, method, weights=None, **kw) -> KMeansResult:

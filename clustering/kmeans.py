@@ -29,7 +29,7 @@ from .config import (  # noqa: F401  (re-exported)
     INIT_METHODS,
 )
 
-log = logging.getLogger("clustering.kmeans")
+log = logging.getLogger(__name__)
 
 
 def resolve_init(init: str, k: int) -> str:

@@ -31,7 +31,7 @@ from .kmeans import KMeansResult, KMeansState, check_k, resolve_init, spherical_
 from .report import build_report, format_table, write_report
 from .two_level import two_level_kmeans
 
-log = logging.getLogger("clustering.pipeline")
+log = logging.getLogger(__name__)
 
 CENTROIDS = "centroids.npy"
 KMEANS_JSON = "kmeans.json"

@@ -35,7 +35,7 @@ from .kmeans import (
     spherical_kmeans,
 )
 
-log = logging.getLogger("clustering.two_level")
+log = logging.getLogger(__name__)
 
 
 def allocate(sizes: Sequence[int], k: int) -> np.ndarray:
