@@ -22,7 +22,7 @@ def __getattr__(name):
 
         return getattr(pipeline, name)
     if name in ("load_benchmark", "available_benchmarks", "DatasetNotFoundError"):
-        from . import benchmarks
+        from . import loaders
 
-        return getattr(benchmarks, name)
+        return getattr(loaders, name)
     raise AttributeError(f"module 'retrieval_eval' has no attribute {name!r}")

@@ -62,7 +62,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     from unicom.inference import NoReadableImagesError
 
-    from .benchmarks import DatasetNotFoundError, UnreadableDataError
+    from .loaders import DatasetNotFoundError, UnreadableDataError
     from .pipeline import run_evaluation
 
     data_errors = (DatasetNotFoundError, FileNotFoundError, ValueError, UnreadableDataError, NoReadableImagesError,

@@ -24,7 +24,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 
 from . import knn
-from .benchmarks.base import GLDV2, LABELLED, REVISITOP, Benchmark
+from .loaders.base import GLDV2, LABELLED, REVISITOP, Benchmark
 from .metrics import (
     average_precision_at_k,
     average_precision_at_r,

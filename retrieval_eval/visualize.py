@@ -13,7 +13,7 @@ from typing import Sequence
 from unicom.atomic_io import write_bytes
 from unicom.images import DECODE_ERRORS, open_image
 
-from .benchmarks.base import Benchmark
+from .loaders.base import Benchmark
 from .scoring import Example
 
 COLOURS = {"query": (31, 119, 180), "pos": (0, 150, 0), "neg": (210, 30, 30), "ignored": (140, 140, 140)}

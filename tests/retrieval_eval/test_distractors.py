@@ -74,7 +74,7 @@ def test_query_to_gallery_distractors_match_brute_force():
 
 
 def test_revisitop_distractors_match_the_official_ap_over_the_full_ranking():
-    from retrieval_eval.benchmarks import REVISITOP, Benchmark, ImageSet
+    from retrieval_eval.loaders import REVISITOP, Benchmark, ImageSet
 
     rng = np.random.default_rng(0)
     q, g, d = tie_embeddings(6, seed=11, duplicates=2), tie_embeddings(80, seed=12), tie_embeddings(200, seed=13)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from retrieval_eval.benchmarks import DatasetNotFoundError, available_benchmarks, load_benchmark
+from retrieval_eval.loaders import DatasetNotFoundError, available_benchmarks, load_benchmark
 
 from . import fake_trees as fake
 

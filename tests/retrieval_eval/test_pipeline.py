@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 import retrieval_eval
-from retrieval_eval.benchmarks import load_benchmark
+from retrieval_eval.loaders import load_benchmark
 from unicom.images import open_image
 
 from . import fake_trees as fake

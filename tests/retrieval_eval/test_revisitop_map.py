@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from retrieval_eval.benchmarks.base import REVISITOP, Benchmark, ImageSet
+from retrieval_eval.loaders.base import REVISITOP, Benchmark, ImageSet
 from retrieval_eval.metrics import revisitop_average_precision, revisitop_map, split_ground_truth
 from retrieval_eval.scoring import score_revisitop
 

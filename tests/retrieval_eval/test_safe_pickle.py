@@ -64,12 +64,12 @@ def test_os_system_is_never_called(tmp_path):
 
 
 def test_refused_pickle_is_refused_by_the_revisitop_loader(tmp_path):
-    from retrieval_eval.benchmarks import load_benchmark
+    from retrieval_eval.loaders import load_benchmark
 
     d = tmp_path / "roxford5k"
     d.mkdir()
     (d / "gnd_roxford5k.pkl").write_bytes(pickle.dumps({"imlist": [], "qimlist": [], "gnd": [CallsSystem()]}))
-    from retrieval_eval.benchmarks.revisitop import GroundTruthError
+    from retrieval_eval.loaders.revisitop import GroundTruthError
 
     with pytest.raises(GroundTruthError, match="gnd_roxford5k.pkl: refused") as info:
         load_benchmark("roxford5k", tmp_path)
