@@ -21,9 +21,9 @@ import numpy as np
 
 from unicom.atomic_io import read_npy
 
+from .knn import search_device_for
 from .loaders import LABELLED, Benchmark, ImageSet, load_benchmark
 from .loaders.base import UnreadableDataError, missing_file_error
-from .knn import search_device_for
 from .options import EvalOptions
 from .scoring import GLDV2_MISSING, Example, score
 
