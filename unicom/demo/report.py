@@ -97,6 +97,9 @@ def write_report(out: Path, timings: Dict[str, float], k: int, benchmarks=("samp
               "cluster or train).", ""]
     if (out / "cluster" / "cluster_sizes.png").is_file():
         lines += ["![cluster sizes](cluster/cluster_sizes.png)", ""]
+    if (out / "cluster" / "class_grid.png").is_file():
+        lines += ["Twelve random pseudo classes of the pretrained CLIP, eight images each, titled with their "
+                  "captions' most telling words:", "", "![pseudo classes](cluster/class_grid.png)", ""]
     lines += ["## Training on the pseudo classes", ""]
     if loss:
         lines += [f"Loss over {loss['steps']} steps: {loss['first']:.3f} (first tenth) → {loss['last']:.3f} "
