@@ -3,7 +3,6 @@ not a tar when extracted, NaN rows in feature files, duplicate keys, read-only o
 runs into one folder."""
 from __future__ import annotations
 
-import io
 import os
 import subprocess
 import sys
@@ -17,6 +16,7 @@ import pytest
 from clustering.assign import assign_array, centroid_index
 from clustering.extract import ExtractConfig, extract_features
 from clustering.pipeline import ClusterConfig, run_assign, run_kmeans
+from tests.tar_files import write_tar
 from unicom.distributed import init_distributed
 from unicom.formats import features as ff
 
@@ -33,16 +33,6 @@ def _members(sample_set, n):
     return out[:3 * n]
 
 
-def _write_tar(path: Path, members) -> None:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
-        for name, data in members:
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    path.write_bytes(buf.getvalue())
-
-
 def _labelled(out: Path, names, k: int = 2) -> int:
     ctx = init_distributed("cpu")
     ccfg = ClusterConfig(k=k, niter=3, gpus="none")
@@ -56,10 +46,10 @@ def test_a_shard_fixed_after_a_bad_read_is_extracted_again(sample_set, tiny_clip
     members = _members(sample_set, 20)
     good = tmp_path / "data" / "00000.tar"
     good.parent.mkdir()
-    _write_tar(good, members)
+    write_tar(good, members)
     full = good.read_bytes()
     other = tmp_path / "data" / "00001.tar"
-    _write_tar(other, [(f"b{name}", data) for name, data in members])
+    write_tar(other, [(f"b{name}", data) for name, data in members])
     bad = {"empty": b"", "truncated": full[: len(full) // 2], "not_a_tar": b"<html>404 not found</html>" * 40}[broken]
     good.write_bytes(bad)
     out = tmp_path / "out"
@@ -82,11 +72,11 @@ def test_a_shard_fixed_after_a_bad_read_is_extracted_again(sample_set, tiny_clip
 def test_a_shard_changed_since_extraction_is_extracted_again(sample_set, tiny_clip, tmp_path):
     members = _members(sample_set, 12)
     shard = tmp_path / "00000.tar"
-    _write_tar(shard, members[:3 * 6])
+    write_tar(shard, members[:3 * 6])
     out = tmp_path / "out"
     extract_features([str(shard)], str(out), CFG, init_distributed("cpu"), model_bundle=tiny_clip)
     assert ff.read_record(ff.features_dir(out), "00000")["n"] == 6
-    _write_tar(shard, members)  # the shard grew
+    write_tar(shard, members)  # the shard grew
     res = extract_features([str(shard)], str(out), CFG, init_distributed("cpu"), model_bundle=tiny_clip)
     assert res.written == ["00000"]
     assert len(ff.read_shard_keys(ff.features_dir(out), "00000")) == 12
@@ -96,7 +86,7 @@ def test_a_duplicate_key_is_embedded_once_and_counted(sample_set, tiny_clip, tmp
     """A key occurring twice in a shard used to get two feature rows (so two labels)."""
     members = _members(sample_set, 8)
     shard = tmp_path / "00000.tar"
-    _write_tar(shard, members + members[:3])  # sample 0 again at the end
+    write_tar(shard, members + members[:3])  # sample 0 again at the end
     out = tmp_path / "out"
     res = extract_features([str(shard)], str(out), CFG, init_distributed("cpu"), model_bundle=tiny_clip)
     keys = ff.read_shard_keys(ff.features_dir(out), "00000")
@@ -180,7 +170,7 @@ def test_a_second_run_into_the_same_folder_is_refused(sample_set, tmp_path):
     """Two runs into one folder used to replace each other's results silently."""
     data = tmp_path / "data"
     data.mkdir()
-    _write_tar(data / "00000.tar", _members(sample_set, 20))
+    write_tar(data / "00000.tar", _members(sample_set, 20))
     out = tmp_path / "run"
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]), OMP_NUM_THREADS="1")
     first = subprocess.Popen(_cli(data, out), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,

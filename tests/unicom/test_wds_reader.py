@@ -1,4 +1,5 @@
 
+from tests.tar_files import write_tar
 from unicom.shards import expand_shards
 from unicom.wds_reader import Sample, SkipCounter, Skipped, iter_samples, read_shard_samples, split_skips
 
@@ -50,19 +51,6 @@ def test_counter_merges():
     assert a.all_reduce().as_dict() == a.as_dict()  # one process: unchanged
 
 
-def _tar(path, members):
-    import io
-    import tarfile
-
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
-        for name, data in members:
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    path.write_bytes(buf.getvalue())
-
-
 def _sample(key, caption):
     return [(f"{key}.txt", caption.encode()), (f"{key}.json", b"{}")]
 
@@ -73,7 +61,7 @@ def test_a_key_met_twice_in_a_shard_is_read_once_and_counted(tmp_path):
     from unicom.wds_reader import iter_raw
 
     shard = tmp_path / "00000.tar"
-    _tar(shard, _sample("a", "first") + _sample("b", "b") + _sample("a", "second") + _sample("c", "c"))
+    write_tar(shard, _sample("a", "first") + _sample("b", "b") + _sample("a", "second") + _sample("c", "c"))
     items = list(iter_raw([str(shard)]))
     raws = [r for r in items if not isinstance(r, Skipped)]
     assert [r["__key__"] for r in raws] == ["a", "b", "c"] and raws[0]["txt"] == b"first"
@@ -81,7 +69,7 @@ def test_a_key_met_twice_in_a_shard_is_read_once_and_counted(tmp_path):
     assert [(s.reason, s.shard, s.key) for s in skips] == [("duplicate_key", "00000", "a")]
     # the same key in another shard is another sample
     other = tmp_path / "00001.tar"
-    _tar(other, _sample("a", "other shard"))
+    write_tar(other, _sample("a", "other shard"))
     good, skips = split_skips(list(iter_samples([str(shard), str(other)], need_image=False)))
     assert [(s.shard, s.key) for s in good] == [("00000", "a"), ("00000", "b"), ("00000", "c"), ("00001", "a")]
     assert [s.reason for s in skips] == ["duplicate_key"]
@@ -91,7 +79,7 @@ def test_a_sample_repeated_right_after_itself_is_counted_not_a_broken_shard(tmp_
     """webdataset merges adjacent files with one key and reports each repeat as an error, which
     used to be counted as an unreadable shard."""
     shard = tmp_path / "00000.tar"
-    _tar(shard, _sample("a", "first") + _sample("a", "again") + _sample("a", "third") + _sample("b", "b"))
+    write_tar(shard, _sample("a", "first") + _sample("a", "again") + _sample("a", "third") + _sample("b", "b"))
     counter = SkipCounter()
     good = read_shard_samples([str(shard)], counter, need_image=False, need_caption=True)
     assert [(s.key, s.caption) for s in good] == [("a", "first"), ("b", "b")]

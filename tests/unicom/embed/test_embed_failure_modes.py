@@ -2,26 +2,16 @@
 shards changed or fixed since they were embedded, duplicate keys, NaN rows when indexing."""
 from __future__ import annotations
 
-import io
 import tarfile
 
 import numpy as np
 import pytest
 
+from tests.tar_files import write_tar
 from unicom.embed import build_index_dir, embed_to_features
 from unicom.embed.cli import main as embed_main
 from unicom.formats import features as ff
 from unicom.run_lock import lock_output_dir
-
-
-def _tar(path, members):
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
-        for name, data in members:
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    path.write_bytes(buf.getvalue())
 
 
 def _members(sample_set, n):
@@ -55,7 +45,7 @@ def test_fixed_shard_is_embedded_again_and_duplicates_are_skipped(sample_set, en
     members = _members(sample_set, 10)
     shard = tmp_path / "data" / "00000.tar"
     shard.parent.mkdir()
-    _tar(shard, members + members[3:6])  # sample 1 twice
+    write_tar(shard, members + members[3:6])  # sample 1 twice
     full = shard.read_bytes()
     shard.write_bytes(full[: len(full) // 3])  # truncated download
     out = tmp_path / "emb"
