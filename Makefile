@@ -54,7 +54,8 @@ PYTEST_ARGS ?=
 help:
 	@echo "make demo      install, make the sample set, pretrain a tiny CLIP, cluster, train, evaluate, write a report"
 	@echo "make test      run the test suite (CPU, offline)"
-	@echo "make sample | clip | cluster | train | eval | bench | ablation | clean"
+	@echo "make lint      ruff and mypy (CI runs it before the tests)"
+	@echo "make sample | clip | cluster | train | finetune | eval | bench | ablation | clean"
 
 install: $(STAMP)
 
