@@ -112,7 +112,6 @@ def lock_output_dir(folder: Union[str, Path], command: str) -> Iterator[None]:
         lock.release()
 
 
-
 def run_locked(prog: str, folder: Union[str, Path], fn: Callable[[], Any]) -> int:
     """Run ``fn()`` holding the lock of the output ``folder`` for the whole run; the exit status.
 
