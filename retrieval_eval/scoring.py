@@ -24,7 +24,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 
 from . import knn
-from .loaders.base import GLDV2, LABELLED, REVISITOP, Benchmark
+from .loaders.base import GLDV2, GLDV2_MISSING, LABELLED, REVISITOP, Benchmark
 from .metrics import (
     average_precision_at_k,
     average_precision_at_r,
@@ -38,7 +38,6 @@ from .metrics import (
 from .metrics.per_class import average_of_averages, per_class_means
 from .options import DEFAULT_MAX_R
 
-GLDV2_MISSING = "relevant_ids_not_in_index_per_query"
 REVISITOP_KAPPAS = (1, 5, 10)
 GLDV2_K = 100
 
