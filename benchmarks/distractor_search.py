@@ -27,7 +27,6 @@ is a projection: a least-squares fit over the sizes measured (seconds = a + b·N
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import multiprocessing as mp
 import os
@@ -158,7 +157,10 @@ def plot(rows, projected, path: Path) -> None:
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path)
+    from unicom.atomic_io import atomic_write
+
+    with atomic_write(path) as f:
+        fig.savefig(f, format="png")
     plt.close(fig)
 
 
@@ -179,8 +181,9 @@ def main(argv=None) -> int:
     print(f"70 queries, D = {args.dim}, {os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.1f}")
     print(table(rows, projected))
     out = Path(args.output)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "distractor_search.json").write_text(json.dumps({"rows": rows, "projected": projected}, indent=2))
+    from unicom.atomic_io import write_json
+
+    write_json(out / "distractor_search.json", {"rows": rows, "projected": projected})
     plot(rows, projected, out / "distractor_search.png")
     print(f"written: {out / 'distractor_search.json'}, {out / 'distractor_search.png'}")
     return 0

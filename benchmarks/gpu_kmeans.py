@@ -44,8 +44,9 @@ def main(argv=None) -> int:
            if r.objective_per_iter else None}
     print(json.dumps(row))
     if a.output:
-        Path(a.output).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.output).write_text(json.dumps(row, indent=2) + "\n")
+        from unicom.atomic_io import write_json
+
+        write_json(a.output, row)
     return 0
 
 

@@ -92,8 +92,9 @@ def main(argv=None) -> int:
     if rank == 0:
         print(json.dumps(result), flush=True)
         if a.output:
-            Path(a.output).parent.mkdir(parents=True, exist_ok=True)
-            Path(a.output).write_text(json.dumps(result, indent=2) + "\n")
+            from unicom.atomic_io import write_json
+
+            write_json(a.output, result)
     return 0 if result["ok"] else 1
 
 

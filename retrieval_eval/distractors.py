@@ -30,6 +30,8 @@ import numpy as np
 
 from unicom.atomic_io import read_npy, write_json, write_text
 
+from .knn import l2_normalize
+
 log = logging.getLogger(__name__)
 
 REVISITOP1M_LIST = "revisitop1m.txt"
@@ -87,10 +89,8 @@ def _normalize(x: np.ndarray) -> np.ndarray:
     x = np.asarray(x, dtype=np.float32)
     if x.ndim != 2:
         raise ValueError(f"distractor features must be [m, D], got shape {x.shape}")
-    keep = np.isfinite(x).all(axis=1)
-    x = x[keep]
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)
+    # rows with NaN/inf are dropped; boolean indexing copies, so the copy is normalised in place
+    return l2_normalize(x[np.isfinite(x).all(axis=1)], copy=False)
 
 
 def read_features_folder(fdir: Path) -> Tuple[np.ndarray, Dict[str, Any]]:

@@ -30,9 +30,10 @@ GPU_MAX_K = 2048
 RESULT_BYTES_PER_CHUNK = 256 << 20  # scores + ids of one chunk of queries
 
 
-def l2_normalize(x: np.ndarray) -> np.ndarray:
-    """Return a C-contiguous float32 copy of ``x`` [n, d] with unit rows (zero rows stay zero)."""
-    x = np.array(x, dtype=np.float32, order="C", copy=True)
+def l2_normalize(x: np.ndarray, copy: bool = True) -> np.ndarray:
+    """Return a C-contiguous float32 copy of ``x`` [n, d] with unit rows (zero rows stay zero).
+    ``copy=False`` normalises ``x`` in place when it already is C-contiguous float32."""
+    x = np.array(x, dtype=np.float32, order="C", copy=True) if copy else np.asarray(x, np.float32, order="C")
     if x.ndim != 2:
         raise ValueError(f"embeddings must be a 2-D array [n, d], got shape {x.shape}")
     if not np.isfinite(x).all():

@@ -13,7 +13,7 @@ import logging
 import os
 import time
 from collections import Counter
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Union
 
@@ -25,7 +25,7 @@ from .knn import search_device_for
 from .loaders import LABELLED, Benchmark, ImageSet, load_benchmark
 from .loaders.base import UnreadableDataError, missing_file_error
 from .options import EvalOptions
-from .scoring import GLDV2_MISSING, Example, score
+from .scoring import Example, score
 
 log = logging.getLogger(__name__)
 MAX_KEYS_REPORTED = 20
@@ -101,10 +101,7 @@ def _exclude(bench: Benchmark, q_skip: Dict[int, str], g_skip: Dict[int, str]):
               "keys": sorted(failed)[:MAX_KEYS_REPORTED]}
     if not failed:
         return bench, q_keep, g_keep, report
-    sub = bench.subset(q_keep, g_keep)
-    if GLDV2_MISSING in bench.info:  # a per-query array the generic subset does not know about
-        sub = replace(sub, info={**bench.info, GLDV2_MISSING: np.asarray(bench.info[GLDV2_MISSING])[q_keep]})
-    return sub, q_keep, g_keep, report
+    return bench.subset(q_keep, g_keep), q_keep, g_keep, report
 
 
 def _resolve_benchmark(benchmark, data_root, embeddings, labels, benchmark_options) -> Benchmark:

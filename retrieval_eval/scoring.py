@@ -24,7 +24,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 
 from . import knn
-from .loaders.base import GLDV2, LABELLED, REVISITOP, Benchmark
+from .loaders.base import GLDV2, GLDV2_MISSING, LABELLED, REVISITOP, Benchmark
 from .metrics import (
     average_precision_at_k,
     average_precision_at_r,
@@ -38,7 +38,6 @@ from .metrics import (
 from .metrics.per_class import average_of_averages, per_class_means
 from .options import DEFAULT_MAX_R
 
-GLDV2_MISSING = "relevant_ids_not_in_index_per_query"
 REVISITOP_KAPPAS = (1, 5, 10)
 GLDV2_K = 100
 
@@ -88,11 +87,7 @@ def searched_set(base: np.ndarray, distractors: Optional[np.ndarray]) -> np.ndar
         raise ValueError(f"the distractors are {distractors.shape[1]}-dimensional but the benchmark's embeddings "
                          f"are {base.shape[1]}-dimensional: they come from another encoder")
     db = np.concatenate([np.asarray(base, np.float32), np.asarray(distractors, np.float32)])
-    if not np.isfinite(db).all():
-        raise ValueError("embeddings contain NaN or inf; drop those rows before searching")
-    norms = np.linalg.norm(db, axis=1, keepdims=True)
-    np.divide(db, norms, out=db, where=norms > 0)
-    return db
+    return knn.l2_normalize(db, copy=False)
 
 
 def _collect(examples: Dict[int, Example], wanted: set, start: int, scores, ids, status_fn, k: int) -> None:

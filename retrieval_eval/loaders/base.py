@@ -24,6 +24,11 @@ REVISITOP = "revisitop"   # easy/hard/junk lists: mAP (Easy/Medium/Hard), mP@k
 GLDV2 = "gldv2"           # relevant index images per query: mAP@100
 PROTOCOLS = (LABELLED, REVISITOP, GLDV2)
 
+# ``Benchmark.info`` entries that hold one value per query: ``Benchmark.subset`` keeps their
+# rows of the kept queries. GLDV2_MISSING: relevant ids of the solution absent from the index.
+GLDV2_MISSING = "relevant_ids_not_in_index_per_query"
+PER_QUERY_INFO = (GLDV2_MISSING,)
+
 Box = Tuple[float, float, float, float]
 Item = Any  # a path (str), an in-memory PIL image, or None when only embeddings exist
 
@@ -140,11 +145,14 @@ class Benchmark:
 
     def subset(self, query_keep: np.ndarray, gallery_keep: Optional[np.ndarray] = None) -> "Benchmark":
         """The benchmark restricted to the kept queries and gallery items; ground-truth indices
-        are renumbered and dropped gallery items leave every ground-truth list."""
+        are renumbered, dropped gallery items leave every ground-truth list, and the per-query
+        ``info`` entries (``PER_QUERY_INFO``) keep the kept queries' rows."""
         query_keep = np.asarray(query_keep, dtype=bool)
         queries = self.queries.subset(query_keep)
+        info = {**self.info, **{key: np.asarray(self.info[key])[query_keep] for key in PER_QUERY_INFO
+                                if key in self.info}}
         if self.gallery is None:
-            return replace(self, queries=queries)
+            return replace(self, queries=queries, info=info)
         gallery_keep = np.ones(len(self.gallery), bool) if gallery_keep is None else np.asarray(gallery_keep, bool)
         new_index = np.full(len(self.gallery), -1, np.int64)
         new_index[gallery_keep] = np.arange(int(gallery_keep.sum()))
@@ -158,4 +166,4 @@ class Benchmark:
                 gt = [_remap(g, new_index) for g in kept]
         groups = None if self.query_groups is None else self.query_groups[query_keep]
         return replace(self, queries=queries, gallery=self.gallery.subset(gallery_keep), ground_truth=gt,
-                       query_groups=groups)
+                       query_groups=groups, info=info)

@@ -9,7 +9,7 @@ import numpy as np
 from unicom.datasets import gldv2 as reader
 from unicom.datasets.gldv2 import NAME, SOLUTION, SOURCE, image_path  # noqa: F401
 
-from .base import GLDV2, Benchmark, ImageSet
+from .base import GLDV2, GLDV2_MISSING, Benchmark, ImageSet
 
 
 def load(data_root, **_) -> Benchmark:
@@ -32,4 +32,4 @@ def load(data_root, **_) -> Benchmark:
     return Benchmark(NAME, GLDV2, queries, gallery, ks=(100,), ground_truth=gt, query_groups=np.asarray(groups),
                      source=SOURCE, info={"root": str(root), "solution": str(task["solution"]),
                                           "relevant_ids_not_in_index": unknown,
-                                          "relevant_ids_not_in_index_per_query": np.asarray(missing_per_query)})
+                                          GLDV2_MISSING: np.asarray(missing_per_query)})

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from retrieval_eval.loaders.base import REVISITOP, Benchmark, ImageSet
+from retrieval_eval.loaders.base import GLDV2, GLDV2_MISSING, REVISITOP, Benchmark, ImageSet
 from retrieval_eval.metrics import revisitop_average_precision, revisitop_map, split_ground_truth
 from retrieval_eval.scoring import score_revisitop
 
@@ -83,3 +83,13 @@ def test_dropping_a_gallery_image_renumbers_the_ground_truth():
     assert sub.ground_truth[0]["easy"].tolist() == [0]
     assert sub.ground_truth[0]["hard"].tolist() == [4]
     assert sub.ground_truth[0]["junk"].tolist() == [1]
+
+
+def test_subset_keeps_the_kept_queries_rows_of_per_query_info():
+    gt = [np.array([0]), np.array([1]), np.array([0, 1])]
+    bench = Benchmark("toy", GLDV2, ImageSet(["a", "b", "c"]), ImageSet(["x", "y"]), ground_truth=gt,
+                      info={GLDV2_MISSING: np.array([3, 0, 5]), "root": "r"})
+    sub = bench.subset(np.array([True, False, True]))
+    assert sub.info[GLDV2_MISSING].tolist() == [3, 5]
+    assert sub.info["root"] == "r"
+    assert bench.info[GLDV2_MISSING].tolist() == [3, 0, 5]

@@ -149,7 +149,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     import torch
     from safetensors.torch import save
 
-    from ..atomic_io import write_bytes, write_text
+    from ..atomic_io import write_bytes, write_json
     from ..device import seed_everything
     from ..models.clip_loader import create_clip
     from ..run_lock import lock_output_dir
@@ -170,7 +170,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         info = {"settings": settings, "pairs": int(len(images)), "skipped": skips, "steps": len(losses),
                 "loss_first_tenth": sum(losses[:k]) / k, "loss_last_tenth": sum(losses[-k:]) / k,
                 "logit_scale": float(model.logit_scale.detach().exp()), "seconds": time.time() - t0, "loss": losses}
-        write_text(sidecar, json.dumps(info, indent=1) + "\n")
+        write_json(sidecar, info, indent=1)
     print(f"CLIP pretraining: {len(images)} pairs, {len(losses)} steps, loss {info['loss_first_tenth']:.3f} "
           f"(first tenth) -> {info['loss_last_tenth']:.3f} (last tenth) in {info['seconds']:.0f}s; wrote {out}")
     return 0

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-from ..atomic_io import write_text
+from ..atomic_io import write_json, write_text
 
 ENCODER_TITLES = {
     "trained": "Unicom ViT trained on the pseudo classes",
@@ -125,7 +125,6 @@ def write_report(out: Path, timings: Dict[str, float], k: int, benchmarks=("samp
     text = "\n".join(lines) + "\n"
     write_text(out / "REPORT.md", text)
     cluster_report = _load_json(out / "cluster" / "report.json")
-    write_text(out / "report.json", json.dumps({"clusters": clusters, "cluster": cluster_report,
-                                                "loss": loss, "retrieval": rows, "notes": list(notes),
-                                                "timings": timings}, indent=2) + "\n")
+    write_json(out / "report.json", {"clusters": clusters, "cluster": cluster_report, "loss": loss,
+                                     "retrieval": rows, "notes": list(notes), "timings": timings})
     return text
