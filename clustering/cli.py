@@ -21,11 +21,11 @@ from typing import List, Optional
 
 from unicom.cli_dataclass import add_dataclass_arguments, dataclass_from_namespace
 from unicom.cli_flags import HelpFormatter, add_renamed
+from unicom.embed.options import INPUT_TYPES  # --data is read by unicom.embed.dataset.resolve_input
 
 from .config import STAGES, ClusterConfig, ExtractConfig
 
 PROG = "unicom-cluster"
-INPUT_TYPES = ("auto", "shards", "folder", "list")
 FILES_PER_PSEUDO_SHARD = 10_000  # an image folder is read in pieces of this many images
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ import os
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -111,8 +111,7 @@ def extract_features(shard_paths: Sequence[Any], out: str, cfg: ExtractConfig, c
                 "image_weight": wi, "text_weight": wt}
     fdir = ff.features_dir(out)
     fs.check_meta(ff.read_meta(fdir), settings, out)
-    pending = _pending(shard_paths, fdir) if ctx.is_main else None
-    pending = broadcast_object(pending, src=0)
+    pending, stamps = broadcast_object(_pending(shard_paths, fdir) if ctx.is_main else None, src=0)
     if pending and model_bundle is None:  # with nothing to do, the model is never built or loaded
         model_bundle = create_clip(cfg.model, cfg.pretrained, device=device)
     if pending:
@@ -138,8 +137,7 @@ def extract_features(shard_paths: Sequence[Any], out: str, cfg: ExtractConfig, c
     if mine:
         model, preprocess, tokenizer = model_bundle
         t1 = time.time()
-        # stamped before reading: a change during the read shows in the next run
-        res.inputs = {input_name(p): ff.input_stamp(input_source(p)) for p in mine}
+        res.inputs = {input_name(p): stamps[input_name(p)] for p in mine}
         _run_loader(mine, out, cfg, model, preprocess, tokenizer, wi, wt, dim, device, res)
         res.seconds = time.time() - t1
     res.setup_seconds = time.time() - t0 - res.seconds
@@ -210,16 +208,22 @@ def _run_loader(mine: List[Any], out: str, cfg: ExtractConfig, model, preprocess
         raise RuntimeError(f"shards {sorted(buffers)} produced samples but never finished")
 
 
-def _pending(shard_paths: Sequence[Any], fdir) -> List[Any]:
-    """The inputs to extract: those not done by ``ff.extraction_todo``'s rule (re-extractions are logged)."""
+def _pending(shard_paths: Sequence[Any], fdir) -> Tuple[List[Any], Dict[str, Dict]]:
+    """The inputs to extract: those not done by ``ff.extraction_todo``'s rule (re-extractions are
+    logged), and their ``ff.input_stamp`` by name. Each input is stamped once, here, before it is
+    read: the done check and the new record share the stamp, and a change during the read shows
+    in the next run."""
     out = []
+    stamps: Dict[str, Dict] = {}
     for p in shard_paths:
-        why = ff.extraction_todo(fdir, input_name(p), ff.input_stamp(input_source(p)))
+        stamp = ff.input_stamp(input_source(p))
+        why = ff.extraction_todo(fdir, input_name(p), stamp)
         if why is not None:
             out.append(p)
+            stamps[input_name(p)] = stamp
             if why != "no features yet":
                 log.warning("shard %s is extracted again: %s", input_name(p), why)
-    return out
+    return out, stamps
 
 
 def _runs(names: List[str]):

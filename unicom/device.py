@@ -9,6 +9,12 @@ import numpy as np
 import torch
 
 
+def module_device(model: torch.nn.Module) -> torch.device:
+    """The device of ``model``'s parameters (the CPU for a parameterless model)."""
+    p = next(model.parameters(), None)
+    return p.device if p is not None else torch.device("cpu")
+
+
 def resolve_device(device: Optional[Union[str, torch.device]] = None) -> torch.device:
     """Turn a user's device choice into a ``torch.device``.
 

@@ -24,7 +24,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from .device import autocast_dtype
+from .device import autocast_dtype, module_device
 from .images import DECODE_ERRORS, open_image, skip_reason  # noqa: F401  (re-exported)
 from .precision import DEFAULT_PRECISION
 from .pretrained.load import LoadedEncoder
@@ -82,11 +82,6 @@ class EmbeddingResult:
         return mask
 
 
-def _module_device(model: nn.Module) -> torch.device:
-    p = next(model.parameters(), None)
-    return p.device if p is not None else torch.device("cpu")
-
-
 @torch.inference_mode()
 def encode_batch(encoder: Union[LoadedEncoder, nn.Module], images: torch.Tensor,
                  precision: str = DEFAULT_PRECISION, normalize: bool = True) -> np.ndarray:
@@ -95,7 +90,7 @@ def encode_batch(encoder: Union[LoadedEncoder, nn.Module], images: torch.Tensor,
     if isinstance(encoder, LoadedEncoder):
         device, forward = encoder.device, encoder.embed
     else:
-        device, forward = _module_device(encoder), encoder
+        device, forward = module_device(encoder), encoder
     dtype = autocast_dtype(device, precision)
     ctx = torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
     with ctx:

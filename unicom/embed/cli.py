@@ -86,7 +86,7 @@ def _main(args: argparse.Namespace) -> int:
         return fail(PROG, f"error: {exn}")
     enc = result.encoder
     print(f"encoder: {enc.source} ({enc.kind}, {enc.image_size}px → {enc.embed_dim}-d) on "
-          f"{next(enc.model.parameters()).device}")
+          f"{enc.device}")
     print(f"embedded {result.total} images into {len(result.written)} shard file(s) in {result.features_dir} "
           f"({time.time() - t0:.1f}s)")
     if result.skipped_shards:

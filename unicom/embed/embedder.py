@@ -13,7 +13,6 @@ from typing import Dict, List, Optional, Union
 
 import numpy as np
 import torch
-import torch.nn as nn
 from torch.utils.data import DataLoader
 
 from ..formats import features as ff
@@ -35,11 +34,6 @@ from .dataset import (
 )
 
 log = logging.getLogger(__name__)
-
-
-def _device_of(model: nn.Module) -> torch.device:
-    p = next(model.parameters(), None)
-    return p.device if p is not None else torch.device("cpu")
 
 
 @dataclass
@@ -90,24 +84,29 @@ def embed_to_features(model: Union[str, os.PathLike, LoadedEncoder], input_spec:
     skips = SkipCounter()
     written: Dict[str, int] = {}
     skipped_shards: List[str] = []
+    # each input is stamped once, before it is read: the done check and the new record share the stamp
     if kind == "files":
-        if not overwrite and _todo(fdir, items.name, items.paths) is None:
+        stamp = ff.input_stamp(items.paths)
+        if not overwrite and _todo(fdir, items.name, stamp) is None:
             skipped_shards.append(items.name)
         else:
-            written[items.name] = _embed_files(enc, items, fdir, batch_size, workers, precision, skips, progress)
+            written[items.name] = _embed_files(enc, items, fdir, batch_size, workers, precision, skips, progress,
+                                               stamp)
     else:
-        todo = [s for s in items if overwrite or _todo(fdir, shard_name(s), s) is not None]
+        stamps = {shard_name(s): ff.input_stamp(s) for s in items}
+        todo = [s for s in items if overwrite or _todo(fdir, shard_name(s), stamps[shard_name(s)]) is not None]
         skipped_shards = [shard_name(s) for s in items if s not in todo]
         if todo:
-            written.update(_embed_shards(enc, todo, fdir, batch_size, workers, precision, skips, progress))
+            written.update(_embed_shards(enc, todo, fdir, batch_size, workers, precision, skips, progress, stamps))
     meta.update(skipped=skips.as_dict())
     ff.write_meta(fdir, meta)
     return EmbedResult(fdir, written, skipped_shards, skips, enc)
 
 
-def _todo(fdir: Path, name: str, source) -> Optional[str]:
-    """Why shard ``name`` must be embedded (again), or None when it is done (``ff.extraction_todo``)."""
-    why = ff.extraction_todo(fdir, name, ff.input_stamp(source))
+def _todo(fdir: Path, name: str, stamp: Dict) -> Optional[str]:
+    """Why shard ``name`` (its input stamped ``stamp``) must be embedded (again), or None when it
+    is done (``ff.extraction_todo``)."""
+    why = ff.extraction_todo(fdir, name, stamp)
     if why is not None and why != "no features yet":
         log.warning("shard %s is embedded again: %s", name, why)
     return why
@@ -153,13 +152,12 @@ def _loader_kwargs(workers: int, device: torch.device) -> dict:
 
 
 def _embed_files(enc: LoadedEncoder, files: ImageFiles, fdir: Path, batch_size: int, workers: int, precision: str,
-                 skips: SkipCounter, progress: bool) -> int:
-    device = _device_of(enc.model)
+                 skips: SkipCounter, progress: bool, stamp: Dict) -> int:
+    device = enc.device
     loader = DataLoader(ImageFileDataset(files, enc.transform), batch_size=batch_size, shuffle=False,
                         collate_fn=FileCollate(files), **_loader_kwargs(workers, device))
     feats: List[np.ndarray] = []
     keys: List[str] = []
-    stamp = ff.input_stamp(files.paths)  # before reading: a later change shows
     mine = SkipCounter()
     with progress_bar(progress, total=len(files.paths), unit="img", desc=f"embed {files.name}") as bar:
         for batch in loader:
@@ -174,14 +172,13 @@ def _embed_files(enc: LoadedEncoder, files: ImageFiles, fdir: Path, batch_size: 
 
 
 def _embed_shards(enc: LoadedEncoder, shards: List[str], fdir: Path, batch_size: int, workers: int, precision: str,
-                  skips: SkipCounter, progress: bool) -> Dict[str, int]:
-    device = _device_of(enc.model)
+                  skips: SkipCounter, progress: bool, stamps: Dict[str, Dict]) -> Dict[str, int]:
+    device = enc.device
     workers = min(workers, len(shards))
     loader = DataLoader(ShardBatches(shards, enc.transform, batch_size), batch_size=None, collate_fn=identity,
                         **_loader_kwargs(workers, device))
     pending: Dict[str, tuple] = {}
     written: Dict[str, int] = {}
-    stamps = {shard_name(s): ff.input_stamp(s) for s in shards}  # before reading: a later change shows
     with progress_bar(progress, unit="img", desc=f"embed {len(shards)} shards") as bar:
         for batch in loader:
             skips.update(batch.skips)

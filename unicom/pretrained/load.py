@@ -25,7 +25,7 @@ from typing import Any, Callable, Dict, Optional, Tuple, Union
 import torch
 import torch.nn as nn
 
-from ..device import resolve_device
+from ..device import module_device, resolve_device
 from ..formats import checkpoint as layout
 from ..formats.export import CONFIG_FILE, MODEL_FILE, build_from_arch, read_encoder_record, read_export_config
 from ..models.vit import UnicomViT, ViTConfig
@@ -68,8 +68,7 @@ class LoadedEncoder:
     @property
     def device(self) -> torch.device:
         """The device of the model's parameters (the CPU for a parameterless model)."""
-        p = next(self.model.parameters(), None)
-        return p.device if p is not None else torch.device("cpu")
+        return module_device(self.model)
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:
         """Transformed images [B, 3, S, S] → unnormalised embeddings [B, embed_dim]."""

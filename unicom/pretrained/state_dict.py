@@ -19,6 +19,8 @@ from typing import Dict, Iterable, List, Tuple, Union
 import torch
 import torch.nn as nn
 
+from ..formats.export import non_finite_keys
+
 STRIP_PREFIXES = ("module.", "model.", "_orig_mod.")
 # Keys under which training scripts commonly nest the weights: {"state_dict": {...}, "epoch": 3}.
 NESTED_KEYS = ("state_dict", "model", "module", "backbone", "model_state_dict")
@@ -56,8 +58,7 @@ def refused_pickle_message(path: Union[str, Path], exn: BaseException) -> str:
 
 def check_finite_state(state: Dict[str, torch.Tensor], source: str = "checkpoint") -> None:
     """Raise ``NonFiniteWeightsError`` naming ``source`` and the first tensors holding NaN/Inf."""
-    bad = [(k, int((~torch.isfinite(v)).sum())) for k, v in state.items()
-           if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    bad = [(k, int((~torch.isfinite(state[k])).sum())) for k in non_finite_keys(state)]
     if bad:
         shown = ", ".join(f"{k} ({n} values)" for k, n in bad[:SHOW])
         raise NonFiniteWeightsError(
