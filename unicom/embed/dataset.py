@@ -18,12 +18,13 @@ from typing import Callable, Iterator, List, Optional, Sequence
 import torch
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
+from ..datasets.base import IMAGE_EXTENSIONS
 from ..images import open_image
 from ..shards import expand_shards, is_shard_path, shard_name, unique_names
 from ..wds_reader import Skipped, iter_samples
 from .options import DEFAULT_NAME, INPUT_TYPES, default_workers  # noqa: F401  (re-exported)
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
+IMAGE_SUFFIXES = IMAGE_EXTENSIONS  # the toolkit's one list of image file extensions
 
 
 def is_image_path(path: str) -> bool:

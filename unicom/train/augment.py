@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-TRANSFORMS = ("crop_flip", "origin_clip", "timm")
+from .config import TRANSFORMS
 
 Augment = Callable[[Image.Image, np.random.Generator], torch.Tensor]
 

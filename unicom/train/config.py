@@ -22,6 +22,8 @@ import yaml
 from ..losses.defaults import DEFAULT_SAMPLE_RATE, check_rate
 from ..transforms import CLIP_MEAN, CLIP_STD
 
+TRANSFORMS = ("crop_flip", "origin_clip", "timm")  # data.transform (built in augment.py)
+
 
 @dataclass
 class ModelConfig:
@@ -330,7 +332,7 @@ def validate(cfg: Config) -> None:
         raise ValueError("data.epochs must be > 0 (or set train.max_steps)")
     if cfg.train.max_nonfinite < 1:
         raise ValueError("train.max_nonfinite must be ≥ 1")
-    if cfg.data.transform not in ("crop_flip", "origin_clip", "timm"):
+    if cfg.data.transform not in TRANSFORMS:
         raise ValueError(f"data.transform must be crop_flip, origin_clip or timm, got {cfg.data.transform!r}")
     if cfg.data.num_classes is not None and cfg.data.num_classes < 1:
         raise ValueError("data.num_classes must be ≥ 1 (or null: taken from the labels)")

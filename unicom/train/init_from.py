@@ -30,7 +30,10 @@ def _source_label(source: str, kind: str) -> str:
     return f"model.init_from {source!r} ({kind})"
 
 
-def read_source(source: str) -> Tuple[str, Dict[str, torch.Tensor], Optional[Dict[str, Any]]]:
+Loaded = Tuple[str, Dict[str, torch.Tensor], Optional[Dict[str, Any]]]  # (kind, state dict, arch record)
+
+
+def read_source(source: str) -> Loaded:
     """Resolve ``source`` as ``unicom.load`` does; return (kind, cleaned state dict, the arch
     record of an export / checkpoint or None for a bare weights file)."""
     from ..pretrained.load import read_dir_record, resolve_source
@@ -48,13 +51,14 @@ def _describe_vit(cfg) -> str:
             f"heads {cfg.heads}, embed {cfg.embed_dim}")
 
 
-def source_vit_config(source: str):
+def source_vit_config(source: str, loaded: Optional[Loaded] = None):
     """The ``ViTConfig`` of the encoder at ``source`` (for ``model.name: null``: the
-    architecture is taken from ``model.init_from``)."""
+    architecture is taken from ``model.init_from``); ``loaded``: ``read_source(source)`` if
+    the caller already has it."""
     from ..models.vit import ViTConfig
     from ..pretrained.arch import infer_vit_config
 
-    kind, state, record = read_source(source)
+    kind, state, record = loaded if loaded is not None else read_source(source)
     if record is not None:
         arch = record.get("arch", {})
         if arch.get("type") != "unicom_vit":
@@ -64,14 +68,15 @@ def source_vit_config(source: str):
     return infer_vit_config(state, source=source)
 
 
-def init_unicom_vit(model: nn.Module, source: str, model_name: Any = None) -> None:
-    """Copy the weights of ``source`` into the Unicom ViT ``model`` (see the module docstring)."""
+def init_unicom_vit(model: nn.Module, source: str, model_name: Any = None, loaded: Optional[Loaded] = None) -> None:
+    """Copy the weights of ``source`` into the Unicom ViT ``model`` (see the module docstring);
+    ``loaded``: ``read_source(source)`` if the caller already has it."""
     from ..models.vit import ViTConfig
     from ..pretrained.arch import infer_vit_config
     from ..pretrained.resize import resize_vit_state
     from ..pretrained.state_dict import load_into
 
-    kind, state, record = read_source(source)
+    kind, state, record = loaded if loaded is not None else read_source(source)
     label = _source_label(source, kind)
     if record is not None:
         arch = record.get("arch", {})

@@ -32,10 +32,10 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..datasets import DatasetNotFoundError, LabelledList, LayoutError, encode_labels
+from ..images import open_image, skip_reason
 from ..wds_reader import Skipped
 from .data import Batch
 
@@ -146,21 +146,15 @@ class LabelledDataset(Dataset):
     def __len__(self) -> int:
         return len(self.images)
 
-    def _decode(self, index: int) -> Image.Image:
-        with Image.open(self.images.paths[index]) as im:
-            im.load()
-            return im.convert("RGB") if im.mode != "RGB" else im.copy()
-
     def __getitem__(self, item: Tuple[int, int, int]):
         pos, index, end = item
         skips: List[Skipped] = []
         for attempt in range(MAX_REPLACEMENTS + 1):
             rng = np.random.default_rng([self.seed, 17, pos] + ([attempt] if attempt else []))
             try:
-                image = self._decode(index)
+                image = open_image(self.images.paths[index])
             except (OSError, ValueError, SyntaxError) as exn:  # PIL's errors for truncated / corrupt files
-                reason = "missing_image" if isinstance(exn, FileNotFoundError) else "bad_image"
-                skips.append(Skipped(reason, self.images.name, self.images.paths[index], str(exn)[:200]))
+                skips.append(Skipped(skip_reason(exn), self.images.name, self.images.paths[index], str(exn)[:200]))
                 index = int(np.random.default_rng([self.seed, 23, pos, attempt]).integers(len(self.images)))
                 continue
             # outside the try: an error of the transform itself is a bug to see, not a bad image

@@ -36,7 +36,7 @@ from typing import Any, Dict, Optional, Tuple
 import torch
 
 from ..atomic_io import write_json
-from ..distributed import DistContext, all_gather_object, barrier, init_distributed
+from ..distributed import DistContext, barrier, init_distributed
 from ..formats import checkpoint as layout
 from ..run_lock import lock_output_dir
 from ..wds_reader import SkipCounter
@@ -174,7 +174,7 @@ def _checkpoint_state(s: _Session) -> Tuple[Dict[str, Any], Dict[str, Any]]:
               "consecutive_nonfinite": state.consecutive_nonfinite, "last_loss": state.last_loss,
               "first_loss": state.first_loss, "num_classes": parts.num_classes, "torch": torch.__version__}
     shared["data"] = parts.source.position_state(pos)  # a collective: every rank calls it
-    shared["skipped"] = _total_skips(s.start.skips).as_dict()
+    shared["skipped"] = s.start.skips.all_reduce().as_dict()
     head_rng = parts.head.rng_state() if hasattr(parts.head, "rng_state") else None
     rank_state = {"rank": parts.ctx.rank, "rng": ckpt.capture_rng(parts.device),
                   "head_rng": ckpt.to_jsonable(head_rng) if head_rng is not None else None}
@@ -193,13 +193,6 @@ def _save(s: _Session) -> Path:
     s.pending = s.state.step
     s.hooks.on_checkpoint(s.parts, s.state, path)
     return path
-
-
-def _total_skips(skips: SkipCounter) -> SkipCounter:
-    total = SkipCounter()
-    for c in all_gather_object(skips.as_dict()):
-        total.update(c)
-    return total
 
 
 # --------------------------------------------------------------------------------------------
@@ -384,7 +377,7 @@ def train(cfg: Config, data: Optional[str], labels: Optional[str], output: str, 
             del session.data_iter
             session.logger.close()
         summary = _summary(session, finished, session_steps, total_steps, time.perf_counter() - t_start,
-                           _total_skips(start.skips))
+                           start.skips.all_reduce())
         if finished and ctx.is_main:
             _finish(session, summary)
         barrier()

@@ -19,19 +19,20 @@ def build_backbone(cfg: Config) -> nn.Module:
         from ..models.vit import build_vit
 
         overrides = {"embed_dim": m.embed_dim} if m.embed_dim else {}
-        name = m.name
+        name, loaded = m.name, None
         if name in (None, "auto"):  # the architecture of the encoder to start from
             if not m.init_from:
                 raise ValueError("model.name is null: give model.init_from (--model) to take the architecture from")
-            from .init_from import source_vit_config
+            from .init_from import read_source, source_vit_config
 
-            name = source_vit_config(m.init_from)
+            loaded = read_source(m.init_from)  # read once: its architecture here, its weights below
+            name = source_vit_config(m.init_from, loaded)
         model = build_vit(name, drop_path_rate=m.drop_path, grad_checkpointing=m.grad_checkpointing,
                           **overrides)
         if m.init_from:
             from .init_from import init_unicom_vit
 
-            init_unicom_vit(model, m.init_from, m.name)
+            init_unicom_vit(model, m.init_from, m.name, loaded)
         return model
     if m.type == "open_clip":
         from ..models.open_clip_tower import build_open_clip_tower

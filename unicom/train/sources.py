@@ -55,8 +55,7 @@ class ShardData:
             if d.num_classes and d.samples_per_epoch:
                 self.labels = JsonLabels(label_key, d.num_classes)
             else:
-                scanned = JsonLabels.scan(self.shards, label_key, d.num_classes) if ctx.is_main else None
-                self.labels = broadcast_object(scanned)
+                self.labels = on_main(ctx, JsonLabels.scan, self.shards, label_key, d.num_classes)
             self.missing: List[str] = []
         elif labels:
             self.labels = LabelIndex(labels, cfg.data.features_dir)
