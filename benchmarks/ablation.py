@@ -17,10 +17,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from unicom.atomic_io import atomic_write, write_json, write_text  # noqa: E402
-from unicom.cli_flags import add_renamed  # noqa: E402
+from unicom.cli.flags import add_renamed  # noqa: E402
 from unicom.demo.run import eval_command  # noqa: E402
 from unicom.demo.steps import make_argv, run_step  # noqa: E402
+from unicom.formats.atomic_io import atomic_write, write_json, write_text  # noqa: E402
 
 
 def main(argv=None) -> int:

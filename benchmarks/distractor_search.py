@@ -157,7 +157,7 @@ def plot(rows, projected, path: Path) -> None:
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    from unicom.atomic_io import atomic_write
+    from unicom.formats.atomic_io import atomic_write
 
     with atomic_write(path) as f:
         fig.savefig(f, format="png")
@@ -181,7 +181,7 @@ def main(argv=None) -> int:
     print(f"70 queries, D = {args.dim}, {os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.1f}")
     print(table(rows, projected))
     out = Path(args.output)
-    from unicom.atomic_io import write_json
+    from unicom.formats.atomic_io import write_json
 
     write_json(out / "distractor_search.json", {"rows": rows, "projected": projected})
     plot(rows, projected, out / "distractor_search.png")

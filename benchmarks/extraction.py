@@ -29,7 +29,7 @@ def forward_rate(model, batch_images, batch_tokens, device, precision, wi, wt, s
     import torch
 
     from clustering.fusion import fuse
-    from unicom.device import autocast_dtype
+    from unicom.runtime.device import autocast_dtype
 
     amp = autocast_dtype(device, precision)
     ctx = (lambda: torch.autocast("cuda", dtype=amp)) if amp else contextlib.nullcontext
@@ -70,9 +70,9 @@ def main(argv=None) -> int:
 
     from clustering.extract import ExtractConfig, extract_features
     from clustering.fusion import modality_weights
-    from unicom.distributed import init_distributed
+    from unicom.data.shards import expand_shards
     from unicom.models.clip_loader import create_clip
-    from unicom.shards import expand_shards
+    from unicom.runtime.distributed import init_distributed
 
     workers = a.workers if a.workers is not None else max(1, min(8, os.cpu_count() or 1))
     tmp = tempfile.mkdtemp(prefix="bench_extract_")
@@ -112,7 +112,7 @@ def main(argv=None) -> int:
         print(f"  end to end         : {e2e:9.1f} samples/s  ({100 * e2e / fwd:.0f}% of the forward-only rate)")
         print(f"  model busy         : {100 * res.model_busy:9.0f}% of the extraction loop's wall time")
         if a.json:
-            from unicom.atomic_io import write_json
+            from unicom.formats.atomic_io import write_json
 
             write_json(a.json, row)
     finally:

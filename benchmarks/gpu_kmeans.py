@@ -44,7 +44,7 @@ def main(argv=None) -> int:
            if r.objective_per_iter else None}
     print(json.dumps(row))
     if a.output:
-        from unicom.atomic_io import write_json
+        from unicom.formats.atomic_io import write_json
 
         write_json(a.output, row)
     return 0

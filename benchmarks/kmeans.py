@@ -189,7 +189,7 @@ def main(argv=None) -> int:
     if not a.skip_part2:
         out["part2"] = part2(a.big_n, a.d, a.big_k, a.iters, groups=2 * a.big_k, sub=20_000)
     if a.json:
-        from unicom.atomic_io import write_json
+        from unicom.formats.atomic_io import write_json
 
         write_json(a.json, out)
     return 0

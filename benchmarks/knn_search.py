@@ -125,7 +125,7 @@ def main(argv=None) -> int:
             print(f"{name:<22}{dev:<8}{k:>6}{sec:>10.3f}{cpu:>9.2f}{row['queries_per_second']:>12,.0f}"
                   f"{row['queries_per_cpu_second']:>10,.0f}{row['speedup_vs_numpy']:>9.2f}x{overlap:>9.4f}")
     if a.output:
-        from unicom.atomic_io import write_json
+        from unicom.formats.atomic_io import write_json
 
         write_json(a.output, {"n": a.n, "d": a.d, "queries": a.queries, "machine": machine, "load_average": load,
                               "sgemm_gflops": round(rate / 1e9, 1), "gemm_floor_qps": round(floor_qps, 1),

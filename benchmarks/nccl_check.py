@@ -8,7 +8,7 @@ any process group exists, then joins the group and runs the same batch split ove
 the class centres sharded, the same sampled classes, and the toolkit's collectives. The loss, the
 embedding gradients and the centre gradients must match the reference (float64, 1e-9 relative).
 
-``--backend`` picks the group: ``auto`` is the toolkit's own choice (``unicom.distributed``:
+``--backend`` picks the group: ``auto`` is the toolkit's own choice (``unicom.runtime.distributed``:
 NCCL on CUDA, each rank on the GPU of its local rank; gloo on the CPU). NCCL refuses two ranks
 on one GPU, so on a one-GPU machine ``gpu_check.sh`` also runs ``--backend gloo`` with CUDA
 tensors (gloo stages them through the host), which checks the CUDA code path of the head but
@@ -47,8 +47,8 @@ def main(argv=None) -> int:
     import torch
     import torch.distributed as dist
 
-    from unicom.distributed import init_distributed
     from unicom.losses import PartialFC
+    from unicom.runtime.distributed import init_distributed
 
     rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
     if world != len(SPLIT):
@@ -92,7 +92,7 @@ def main(argv=None) -> int:
     if rank == 0:
         print(json.dumps(result), flush=True)
         if a.output:
-            from unicom.atomic_io import write_json
+            from unicom.formats.atomic_io import write_json
 
             write_json(a.output, result)
     return 0 if result["ok"] else 1

@@ -142,8 +142,8 @@ def run_row(C: int, r: float, D: int, B: int, steps: int, warmup: int, optimizer
             dense: bool) -> dict:
     import torch
 
-    from unicom.device import resolve_device
     from unicom.losses import PartialFC, SparseCentreOptimizer
+    from unicom.runtime.device import resolve_device
 
     device = resolve_device(device_name)
     torch.manual_seed(0)
@@ -270,7 +270,7 @@ def plot(rows, path: Path, title: str) -> None:
     a2.set_ylabel("working memory beyond centres + state (GiB)")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    from unicom.atomic_io import atomic_write
+    from unicom.formats.atomic_io import atomic_write
 
     with atomic_write(path) as f:
         fig.savefig(f, format="png", dpi=120)
@@ -347,7 +347,7 @@ def main(argv=None) -> int:
     out = Path(args.out)
     meta = {"machine": machine, "dim": args.dim, "batch": args.batch, "optimizer": args.optimizer,
             "device": args.device, "steps": args.steps, "warmup": args.warmup, "time": time.strftime("%Y-%m-%d %H:%M")}
-    from unicom.atomic_io import write_json
+    from unicom.formats.atomic_io import write_json
 
     write_json(out / "partial_fc.json", {"meta": meta, "rows": rows})
     plot(rows, out / "partial_fc.png", f"Partial FC head, D={args.dim}, B={args.batch}, {args.optimizer}, {machine}")

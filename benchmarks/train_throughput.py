@@ -55,7 +55,7 @@ def run_row(name: str, device_name: str, steps: int, warmup: int, batch=None, pr
             threads=None):
     import torch
 
-    from unicom.device import seed_everything
+    from unicom.runtime.device import seed_everything
     from unicom.train.config import load_config
     from unicom.train.loop import StepTimes, build_head, forward_backward
     from unicom.train.model import build_backbone
@@ -185,7 +185,7 @@ def main(argv=None) -> int:
         r = finetune_row(args.steps or (5 if args.quick else 20), args.batch or 32, 1)
         print(f"{r['row']}: {r['images_per_s']:.1f} images/s (batch {r['batch']}, {r['workers']} loader worker, "
               f"step {r['step_s']:.3f} s, data wait {r['data_time_s']:.3f} s) on {r['device_name']}")
-        from unicom.atomic_io import write_json
+        from unicom.formats.atomic_io import write_json
 
         write_json(Path(args.out) / "finetune_throughput.json", r)
         return 0
@@ -205,7 +205,7 @@ def main(argv=None) -> int:
     out = Path(args.out)
     import torch
 
-    from unicom.atomic_io import write_json
+    from unicom.formats.atomic_io import write_json
 
     write_json(out / "train_throughput.json", {"torch": torch.__version__, "rows": results})
     print(f"wrote {out / 'train_throughput.json'}")

@@ -24,13 +24,13 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from unicom.atomic_io import write_json
-from unicom.distributed import DistContext, all_gather_object, all_reduce_sum, barrier, comm_device
-from unicom.faiss_utils import build_index, pick_gpus
+from unicom.cli.progress import progress_bar
+from unicom.data.shards import split_for_rank
+from unicom.data.wds_reader import SkipCounter
 from unicom.formats import features as ff
-from unicom.progress import progress_bar
-from unicom.shards import split_for_rank
-from unicom.wds_reader import SkipCounter
+from unicom.formats.atomic_io import write_json
+from unicom.runtime.distributed import DistContext, all_gather_object, all_reduce_sum, barrier, comm_device
+from unicom.runtime.faiss_utils import build_index, pick_gpus
 
 from . import feature_store as fs
 

@@ -18,8 +18,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from unicom.atomic_io import atomic_write
 from unicom.formats import features as ff
+from unicom.formats.atomic_io import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ def pick_members(out: str, names: Sequence[str], num_classes: int, per_class: in
 
 def _read_tar(path: str, keys: set) -> Dict[str, Tuple[Optional[bytes], Optional[str]]]:
     """key → (image bytes, caption) for ``keys`` of one shard; a damaged shard gives what it can."""
-    from unicom.wds_reader import IMAGE_EXTS
+    from unicom.data.wds_reader import IMAGE_EXTS
 
     found: Dict[str, list] = defaultdict(lambda: [None, None])
     try:
@@ -93,9 +93,9 @@ def _read_tar(path: str, keys: set) -> Dict[str, Tuple[Optional[bytes], Optional
 def load_members(inputs: Sequence, members: Dict[int, List[Tuple[str, str]]]) -> Dict[int, List[tuple]]:
     """{class: [(PIL thumbnail or None, caption or None), …]} read from the inputs (shard paths,
     or one ``ImageFiles``)."""
-    from unicom.images import open_image, sidecar_text
-    from unicom.shards import shard_name
-    from unicom.wds_reader import decode_image
+    from unicom.data.images import open_image, sidecar_text
+    from unicom.data.shards import shard_name
+    from unicom.data.wds_reader import decode_image
 
     want: Dict[str, set] = defaultdict(set)
     for rows in members.values():
@@ -170,7 +170,7 @@ def render_class_grid(out: str, inputs, path=None, num_classes: int = 12, per_cl
     or a list file) or the resolved inputs. Returns the PNG's path, or None when nothing is
     labelled yet."""
     if isinstance(inputs, (str, Path)):
-        from .cli import resolve_data
+        from .inputs import resolve_data
 
         inputs, names = resolve_data(str(inputs))
     else:

@@ -19,14 +19,14 @@ import sys
 import time
 from typing import List, Optional
 
-from unicom.cli_dataclass import add_dataclass_arguments, dataclass_from_namespace
-from unicom.cli_flags import HelpFormatter, add_renamed
+from unicom.cli.dataclass_args import add_dataclass_arguments, dataclass_from_namespace
+from unicom.cli.flags import HelpFormatter, add_renamed
 from unicom.embed.options import INPUT_TYPES  # --data is read by unicom.embed.dataset.resolve_input
 
 from .config import STAGES, ClusterConfig, ExtractConfig
+from .inputs import image_only_note, resolve_data
 
 PROG = "unicom-cluster"
-FILES_PER_PSEUDO_SHARD = 10_000  # an image folder is read in pieces of this many images
 log = logging.getLogger(__name__)
 
 
@@ -67,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _setup_logging(level: str, rank: int) -> None:
-    from unicom.distributed import env_world
+    from unicom.runtime.distributed import env_world
 
     fmt = f"%(asctime)s [rank {rank}] %(name)s: %(message)s" if rank or env_world()[1] != 1 \
         else "%(asctime)s %(name)s: %(message)s"
@@ -75,47 +75,8 @@ def _setup_logging(level: str, rank: int) -> None:
     logging.getLogger("clustering").setLevel(level.upper() if rank == 0 else "WARNING")
 
 
-def resolve_data(spec: str, input_type: str = "auto", chunk: int = FILES_PER_PSEUDO_SHARD) -> tuple:
-    """(inputs, names): shard paths, or the images of a folder or list file cut into pseudo-shards
-    of ``chunk`` images (``ImageFiles`` named ``images``, or ``images-00000``, ``images-00001``,
-    … when there are several), so that ranks share the work and a killed run resumes by chunk."""
-    from dataclasses import replace
-
-    from unicom.embed.dataset import resolve_input
-    from unicom.shards import shard_name
-
-    kind, items = resolve_input(spec, input_type)
-    if kind != "files":
-        return items, [shard_name(p) for p in items]
-    if len(items.paths) <= chunk:
-        return [items], [items.name]
-    parts = [replace(items, name=f"{items.name}-{i // chunk:05d}", keys=items.keys[i:i + chunk],
-                     paths=items.paths[i:i + chunk]) for i in range(0, len(items.paths), chunk)]
-    return parts, [p.name for p in parts]
-
-
-def image_only_note(inputs: list, ecfg: ExtractConfig) -> Optional[str]:
-    """Images from a folder or list without a caption (``NAME.txt``) for every image are embedded
-    alone: switch ``ecfg`` to image-only and return what the report says about it."""
-    from unicom.images import sidecar_text
-
-    files = [p for i in inputs if hasattr(i, "paths") for p in i.paths]
-    if not files or ecfg.modality == "image":
-        return None
-    missing = sum(sidecar_text(p) is None for p in files)
-    if not missing:
-        return None
-    if ecfg.modality == "text":
-        raise ValueError(f"--modality text, but {missing} of {len(files)} images have no caption (NAME.txt beside "
-                         "NAME.jpg); use --modality image or both")
-    ecfg.modality = "image"
-    note = f"image features alone: {missing} of {len(files)} images have no caption (NAME.txt beside NAME.jpg)"
-    log.warning("%s", note)
-    return note
-
-
 def run(args: argparse.Namespace) -> dict:
-    from unicom.distributed import cleanup_distributed, init_distributed
+    from unicom.runtime.distributed import cleanup_distributed, init_distributed
 
     from . import pipeline
 
@@ -126,7 +87,7 @@ def run(args: argparse.Namespace) -> dict:
     t0 = time.time()
     show = not args.no_progress and ctx.is_main
     try:
-        inputs, names = resolve_data(args.data, args.input_type, FILES_PER_PSEUDO_SHARD)
+        inputs, names = resolve_data(args.data, args.input_type)
         truth = None if str(args.truth_field).lower() == "none" else args.truth_field
         ecfg = dataclass_from_namespace(ExtractConfig, args, truth_field=truth, progress=show)
         ccfg = dataclass_from_namespace(ClusterConfig, args, progress=show)
@@ -176,7 +137,7 @@ def _free_accelerator() -> None:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    from unicom.run_lock import run_locked
+    from unicom.cli.run_lock import run_locked
 
     args = build_parser().parse_args(argv)
     # the lock before any heavy import (run() imports torch, faiss, open_clip): a second job into the

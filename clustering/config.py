@@ -1,6 +1,6 @@
 """The settings of ``unicom-cluster``, one dataclass per stage; each default is written once.
 
-``clustering.cli`` generates its flags from these dataclasses (``unicom.cli_dataclass``): a
+``clustering.cli`` generates its flags from these dataclasses (``unicom.cli.dataclass_args``): a
 field declared with ``option()`` is a flag with its name, deprecated aliases and help.
 This module imports nothing heavy, so that ``unicom-cluster --help`` stays fast.
 """
@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from unicom.cli_dataclass import option
-from unicom.precision import DEFAULT_PRECISION, PRECISIONS
+from unicom.cli.dataclass_args import option
+from unicom.runtime.precision import DEFAULT_PRECISION, PRECISIONS
 
 MODALITIES = ("both", "image", "text")
 METHODS = ("flat", "two-level", "hierarchical")

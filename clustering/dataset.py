@@ -16,8 +16,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-from unicom.shards import shard_name
-from unicom.wds_reader import Skipped, iter_samples
+from unicom.data.shards import shard_name
+from unicom.data.wds_reader import Skipped, iter_samples
 
 
 @dataclass
@@ -131,7 +131,7 @@ class FileSampleDataset(IterableDataset):
             yield ShardEnd(files.name)
 
     def _item(self, name: str, key: str, path) -> Any:
-        from unicom.images import open_image, sidecar_text, skip_reason
+        from unicom.data.images import open_image, sidecar_text, skip_reason
 
         caption = sidecar_text(path) if self.need_caption else None
         if self.need_caption and not caption:
@@ -149,7 +149,7 @@ def _sidecar_truth(path, field: Optional[str]) -> Optional[Any]:
         return None
     import json
 
-    from unicom.images import sidecar_text
+    from unicom.data.images import sidecar_text
 
     text = sidecar_text(path, ".json")
     try:

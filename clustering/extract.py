@@ -20,12 +20,12 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from unicom.device import autocast_dtype
-from unicom.distributed import DistContext, all_gather_object, barrier, broadcast_object
+from unicom.cli.progress import progress_bar
+from unicom.data.shards import shard_name, split_for_rank, unique_names
+from unicom.data.wds_reader import SkipCounter
 from unicom.formats import features as ff
-from unicom.progress import progress_bar
-from unicom.shards import shard_name, split_for_rank, unique_names
-from unicom.wds_reader import SkipCounter
+from unicom.runtime.device import autocast_dtype
+from unicom.runtime.distributed import DistContext, all_gather_object, barrier, broadcast_object
 
 from . import feature_store as fs
 from .config import ExtractConfig

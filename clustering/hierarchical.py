@@ -19,7 +19,7 @@ from typing import Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from unicom.distributed import (
+from unicom.runtime.distributed import (
     all_reduce_sum,
     broadcast_rows,
     comm_device,
@@ -28,7 +28,7 @@ from unicom.distributed import (
     get_world_size,
     is_dist,
 )
-from unicom.faiss_utils import pick_gpus
+from unicom.runtime.faiss_utils import pick_gpus
 
 from .kmeans import (
     DEFAULT_INIT,

@@ -17,8 +17,8 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from unicom.faiss_utils import flat_ip_index, pick_gpus
-from unicom.progress import progress_bar
+from unicom.cli.progress import progress_bar
+from unicom.runtime.faiss_utils import flat_ip_index, pick_gpus
 
 from .config import (  # noqa: F401  (re-exported)
     AUTO_AFKMC2_MAX_K,

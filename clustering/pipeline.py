@@ -16,11 +16,11 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from unicom.atomic_io import read_npy, write_json, write_npy
-from unicom.distributed import DistContext, barrier, broadcast_object
-from unicom.faiss_utils import pick_gpus
+from unicom.data.shards import split_for_rank
 from unicom.formats import features as ff
-from unicom.shards import split_for_rank
+from unicom.formats.atomic_io import read_npy, write_json, write_npy
+from unicom.runtime.distributed import DistContext, barrier, broadcast_object
+from unicom.runtime.faiss_utils import pick_gpus
 
 from . import feature_store as fs
 from .assign import assign_shards
@@ -42,7 +42,7 @@ STATE_DIR = "kmeans_state"   # flat k-means in progress: centroids after iterati
 
 
 def resolve_gpu_list(spec: str, ctx: DistContext, all_of_them: bool) -> List[int]:
-    """Which GPUs faiss uses (``unicom.faiss_utils.pick_gpus``): ``all_of_them`` (one process
+    """Which GPUs faiss uses (``unicom.runtime.faiss_utils.pick_gpus``): ``all_of_them`` (one process
     doing the work for the run) takes every GPU faiss sees; otherwise a rank takes its own."""
     return pick_gpus(spec, local_rank=None if all_of_them else ctx.local_rank)
 

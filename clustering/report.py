@@ -6,7 +6,7 @@ from typing import Dict, Mapping, Optional
 
 import numpy as np
 
-from unicom.atomic_io import atomic_write, write_json
+from unicom.formats.atomic_io import atomic_write, write_json
 
 from .config import DEFAULT_TINY
 from .quality import agreement

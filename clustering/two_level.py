@@ -20,8 +20,8 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 
-from unicom.faiss_utils import pick_gpus
-from unicom.progress import progress_bar
+from unicom.cli.progress import progress_bar
+from unicom.runtime.faiss_utils import pick_gpus
 
 from .kmeans import (
     DEFAULT_INIT,

@@ -17,8 +17,8 @@ import logging
 import pickle
 from typing import List, Optional
 
-from unicom.cli_dataclass import add_dataclass_arguments, dataclass_from_namespace
-from unicom.cli_flags import fail
+from unicom.cli.dataclass_args import add_dataclass_arguments, dataclass_from_namespace
+from unicom.cli.flags import fail
 
 from .options import EvalInputs, EvalOptions
 
@@ -60,7 +60,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if problem:
         return fail(PROG, problem)
 
-    from unicom.inference import NoReadableImagesError
+    from unicom.models.inference import NoReadableImagesError
 
     from .loaders import DatasetNotFoundError, UnreadableDataError
     from .pipeline import run_evaluation
@@ -70,7 +70,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         encoder = inputs.model
         if inputs.clip_model:
-            from unicom.encoders import open_clip_encoder
+            from unicom.models.encoders import open_clip_encoder
 
             encoder = open_clip_encoder(inputs.clip_model, inputs.clip_pretrained, opts.device)
         ev = run_evaluation(encoder, inputs.benchmark or "embeddings", inputs.data_root, embeddings=inputs.embeddings,

@@ -28,7 +28,7 @@ from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
-from unicom.atomic_io import read_npy, write_json, write_text
+from unicom.formats.atomic_io import read_npy, write_json, write_text
 
 from .knn import l2_normalize
 
@@ -175,8 +175,8 @@ def load_distractors(spec: str, encoder=None, *, precision: str = "bf16", cache_
 
 def _embed_cached(spec: str, encoder, precision: str, cache_root, batch_size: int, workers: int,
                   progress: bool) -> Distractors:
+    from unicom.cli.run_lock import lock_output_dir
     from unicom.embed import embed_to_features
-    from unicom.run_lock import lock_output_dir
 
     r1m = revisitop1m_list(spec)
     source = str(Path(spec).expanduser().resolve()) if "://" not in spec and "{" not in spec else spec

@@ -24,7 +24,7 @@ from typing import Iterator, Optional, Tuple, Union
 
 import numpy as np
 
-from unicom.faiss_utils import import_faiss as _faiss
+from unicom.runtime.faiss_utils import import_faiss as _faiss
 
 GPU_MAX_K = 2048
 RESULT_BYTES_PER_CHUNK = 256 << 20  # scores + ids of one chunk of queries
@@ -202,7 +202,7 @@ def iter_search(queries: np.ndarray, gallery: Optional[np.ndarray], k: int, excl
     chunk = int(chunk_size or default_chunk_size(k))
     starts = range(0, len(xq), chunk)
     if progress:
-        from unicom.progress import progress_bar
+        from unicom.cli.progress import progress_bar
 
         where = searcher.device_for(k + exclude_self)
         starts = progress_bar(True, iterable=starts, total=math.ceil(len(xq) / chunk), desc=f"search k={k} ({where})",

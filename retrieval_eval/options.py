@@ -1,6 +1,6 @@
 """Every ``unicom-eval`` setting, declared once: the dataclasses below are both the defaults of
 ``retrieval_eval.evaluate(**options)`` and the source of the command-line flags
-(``unicom.cli_dataclass``). Flag names follow ``docs/cli.md``.
+(``unicom.cli.dataclass_args``). Flag names follow ``docs/cli.md``.
 
 Import-light (no numpy, torch or faiss) so that ``unicom-eval --help`` is fast.
 """
@@ -10,8 +10,8 @@ import os
 from dataclasses import dataclass
 from typing import List, Optional
 
-from unicom.cli_dataclass import option
-from unicom.precision import DEFAULT_PRECISION, PRECISIONS
+from unicom.cli.dataclass_args import option
+from unicom.runtime.precision import DEFAULT_PRECISION, PRECISIONS
 
 DEFAULT_MAX_R = 1000
 DEFAULT_WORKERS = min(8, os.cpu_count() or 1)

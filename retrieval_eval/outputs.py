@@ -2,7 +2,7 @@
 
 ``--output DIR`` (a folder): ``DIR/results.json``, ``DIR/per_class.json`` (labelled
 benchmarks) and ``DIR/retrieval.png`` (with ``--visualize``), the folder locked while it is
-written (``unicom.run_lock``). For backward compatibility ``--output NAME.json`` writes that
+written (``unicom.cli.run_lock``). For backward compatibility ``--output NAME.json`` writes that
 file and puts the others beside it: ``NAME.per_class.json`` and ``NAME.png``. Every file is
 written atomically.
 """
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional
 
-from unicom.atomic_io import write_json, write_npy
+from unicom.formats.atomic_io import write_json, write_npy
 
 from .options import EvalOptions
 
@@ -52,7 +52,7 @@ def write_outputs(ev, opts: EvalOptions) -> List[Path]:
     written: List[Path] = []
     lock = contextlib.nullcontext()
     if paths.folder is not None:
-        from unicom.run_lock import lock_output_dir
+        from unicom.cli.run_lock import lock_output_dir
 
         lock = lock_output_dir(paths.folder, "unicom-eval")
     with lock:

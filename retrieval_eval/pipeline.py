@@ -19,7 +19,7 @@ from typing import Any, Dict, List, Optional, Union
 
 import numpy as np
 
-from unicom.atomic_io import read_npy
+from unicom.formats.atomic_io import read_npy
 
 from .knn import search_device_for
 from .loaders import LABELLED, Benchmark, ImageSet, load_benchmark
@@ -115,8 +115,8 @@ def _resolve_benchmark(benchmark, data_root, embeddings, labels, benchmark_optio
 
 
 def _embed_benchmark(enc, bench: Benchmark, opts: EvalOptions, timing: Dict[str, float]):
-    from unicom.encoders import parameter_count
-    from unicom.inference import embed_images
+    from unicom.models.encoders import parameter_count
+    from unicom.models.inference import embed_images
 
     check_images_present(bench)
     kw = dict(batch_size=opts.batch_size, workers=opts.workers, precision=opts.precision, progress=opts.progress)
@@ -154,7 +154,7 @@ def run_evaluation(encoder: Any = None, benchmark: Union[str, Benchmark, None] =
         if encoder is None:
             raise ValueError("give an encoder (a unicom.load name or path, an open_clip model) or precomputed "
                              "embeddings")
-        from unicom.encoders import as_encoder
+        from unicom.models.encoders import as_encoder
 
         enc = as_encoder(encoder, opts.device)
         q_emb, g_emb, q_skip, g_skip, enc_info = _embed_benchmark(enc, bench, opts, timing)
@@ -218,7 +218,7 @@ def evaluate(encoder: Any = None, benchmark: Union[str, Benchmark, None] = "samp
     """Evaluate an encoder (or precomputed embeddings) on a benchmark; returns the results dict.
 
     * ``encoder``: a ``unicom.load`` name or path, a ``(model, transform)`` pair, or a
-      ``unicom.pretrained.load.LoadedEncoder`` (e.g. from ``unicom.encoders.open_clip_encoder``).
+      ``unicom.pretrained.load.LoadedEncoder`` (e.g. from ``unicom.models.encoders.open_clip_encoder``).
     * ``benchmark``: a name (``available_benchmarks()``) read from ``data_root``, or a
       ``Benchmark``. With ``embeddings`` and ``labels`` and no benchmark name, the metrics run
       on the embeddings alone (all-vs-all).

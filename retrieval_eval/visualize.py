@@ -10,8 +10,8 @@ import io
 from pathlib import Path
 from typing import Sequence
 
-from unicom.atomic_io import write_bytes
-from unicom.images import DECODE_ERRORS, open_image
+from unicom.data.images import DECODE_ERRORS, open_image
+from unicom.formats.atomic_io import write_bytes
 
 from .loaders.base import Benchmark
 from .scoring import Example

@@ -26,12 +26,12 @@ def sample_set(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_export(tmp_path_factory):
-    """A random ViT-Tiny/8@32 written with ``unicom.export.save_export`` (what the trainer exports)."""
+    """A random ViT-Tiny/8@32 written with ``unicom.formats.export.save_export`` (what the trainer exports)."""
     import torch
 
-    from unicom.export import save_export
+    from unicom.data.transforms import CLIP_MEAN, CLIP_STD
+    from unicom.formats.export import save_export
     from unicom.models.vit import build_vit
-    from unicom.transforms import CLIP_MEAN, CLIP_STD
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)

@@ -29,8 +29,8 @@ def tiny_clip():
 def extracted(sample_set, tiny_clip, tmp_path_factory):
     """(out dir, shard paths, ExtractResult) of one extraction of the sample set."""
     from clustering.extract import ExtractConfig, extract_features
-    from unicom.distributed import init_distributed
-    from unicom.shards import expand_shards
+    from unicom.data.shards import expand_shards
+    from unicom.runtime.distributed import init_distributed
 
     root, _ = sample_set
     shards = expand_shards(str(root / "shards"))

@@ -4,8 +4,8 @@ import pytest
 
 from clustering import feature_store as fs
 from clustering.assign import assign_array, assign_shards, centroid_index, label_path, labels_dir
-from unicom.distributed import init_distributed
 from unicom.formats import features as ff
+from unicom.runtime.distributed import init_distributed
 
 from .conftest import planted_blobs
 

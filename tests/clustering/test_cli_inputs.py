@@ -14,9 +14,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_an_image_folder_is_clustered_from_its_images_alone(sample_set, tmp_path, monkeypatch):
-    import clustering.cli
+    import clustering.inputs
 
-    monkeypatch.setattr(clustering.cli, "FILES_PER_PSEUDO_SHARD", 30)  # several pseudo-shards, 2 workers
+    monkeypatch.setattr(clustering.inputs, "FILES_PER_PSEUDO_SHARD", 30)  # several pseudo-shards, 2 workers
     root, manifest = sample_set
     out = tmp_path / "run"
     rc = main(["--data", str(root / "heldout"), "--output", str(out), "--num-clusters", "10",
@@ -43,8 +43,8 @@ def test_an_image_folder_is_clustered_from_its_images_alone(sample_set, tmp_path
 
 def test_captions_beside_the_images_are_used(sample_set, tmp_path):
     """A folder in img2dataset's files layout (NAME.jpg + NAME.txt) keeps both modalities."""
-    from clustering.cli import image_only_note, resolve_data
     from clustering.config import ExtractConfig
+    from clustering.inputs import image_only_note, resolve_data
 
     root, _ = sample_set
     folder = tmp_path / "imgs"
@@ -108,10 +108,10 @@ def test_an_image_folder_piece_is_stamped_and_extracted_again_when_an_image_chan
                                                                                        caplog):
     """Image-folder pieces get the same "done" records as shards: a re-run skips a piece whose
     files are unchanged and extracts it again when one of its images changed."""
-    from clustering.cli import resolve_data
     from clustering.extract import ExtractConfig, extract_features
-    from unicom.distributed import init_distributed
+    from clustering.inputs import resolve_data
     from unicom.formats import features as ff
+    from unicom.runtime.distributed import init_distributed
 
     root, _ = sample_set
     folder = tmp_path / "imgs"
@@ -141,7 +141,7 @@ def test_an_image_folder_piece_is_stamped_and_extracted_again_when_an_image_chan
 def test_a_busy_folder_is_refused_before_any_heavy_import(module, tmp_path):
     """The lock is taken before torch, faiss or open_clip are imported, so that a second job
     into a folder in use is refused within a second or two, not after the imports."""
-    from unicom.run_lock import lock_output_dir
+    from unicom.cli.run_lock import lock_output_dir
 
     out = tmp_path / "run"
     args = ["--data", str(tmp_path), "--output", str(out), "--model", "x"] if module == "unicom.embed.cli" else \

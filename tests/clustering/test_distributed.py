@@ -18,8 +18,8 @@ def _worker(rank, world, port, shards, out, result_dir):
     torch.set_num_threads(1)
     from clustering.extract import ExtractConfig, extract_features
     from clustering.pipeline import ClusterConfig, run_assign, run_kmeans
-    from unicom.distributed import cleanup_distributed, init_distributed
-    from unicom.shards import shard_name
+    from unicom.data.shards import shard_name
+    from unicom.runtime.distributed import cleanup_distributed, init_distributed
 
     ctx = init_distributed("cpu")
     try:
@@ -38,7 +38,7 @@ def _worker(rank, world, port, shards, out, result_dir):
 
 @pytest.fixture(scope="module")
 def two_rank_run(sample_set, tmp_path_factory):
-    from unicom.shards import expand_shards
+    from unicom.data.shards import expand_shards
 
     root, _ = sample_set
     shards = expand_shards(str(root / "shards"))
@@ -51,7 +51,7 @@ def two_rank_run(sample_set, tmp_path_factory):
 
 
 def test_every_shard_written_exactly_once(two_rank_run):
-    from unicom.shards import shard_name
+    from unicom.data.shards import shard_name
 
     shards, out, ranks = two_rank_run
     written = ranks[0]["written"] + ranks[1]["written"]
@@ -64,8 +64,8 @@ def test_every_shard_written_exactly_once(two_rank_run):
 
 def test_hierarchical_across_ranks_is_close_to_flat(two_rank_run):
     from clustering.kmeans import mean_cosine, spherical_kmeans
+    from unicom.data.shards import shard_name
     from unicom.formats import features as ff
-    from unicom.shards import shard_name
 
     shards, out, ranks = two_rank_run
     km = json.loads((out / "kmeans.json").read_text())

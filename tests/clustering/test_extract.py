@@ -7,9 +7,9 @@ import pytest
 
 from clustering import feature_store as fs
 from clustering.extract import ExtractConfig, extract_features
-from unicom.distributed import init_distributed
+from unicom.data.shards import shard_name
 from unicom.formats import features as ff
-from unicom.shards import shard_name
+from unicom.runtime.distributed import init_distributed
 
 
 def test_extraction_writes_every_good_sample(extracted, sample_set):

@@ -17,8 +17,8 @@ from clustering.assign import assign_array, centroid_index
 from clustering.extract import ExtractConfig, extract_features
 from clustering.pipeline import ClusterConfig, run_assign, run_kmeans
 from tests.tar_files import write_tar
-from unicom.distributed import init_distributed
 from unicom.formats import features as ff
+from unicom.runtime.distributed import init_distributed
 
 CFG = ExtractConfig(model="TinyCLIP-demo", pretrained="none", batch_size=32, workers=0)
 
@@ -152,7 +152,7 @@ def test_read_only_output_folder_is_one_line(sample_set, read_only_dir, capsys):
 
 def test_a_run_into_a_folder_in_use_is_refused_at_once(sample_set, tmp_path, capsys):
     from clustering.cli import main
-    from unicom.run_lock import lock_output_dir
+    from unicom.cli.run_lock import lock_output_dir
 
     root, _ = sample_set
     out = tmp_path / "run"

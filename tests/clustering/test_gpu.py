@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from clustering.kmeans import mean_cosine, nearest, spherical_kmeans
-from unicom.faiss_utils import faiss_gpu_count
+from unicom.runtime.faiss_utils import faiss_gpu_count
 
 from .conftest import planted_blobs
 
@@ -28,9 +28,9 @@ def test_gpu_kmeans_matches_cpu_quality():
 @needs_gpu
 def test_cuda_extraction_with_autocast(sample_set, tmp_path):
     from clustering.extract import ExtractConfig, extract_features
-    from unicom.distributed import init_distributed
+    from unicom.data.shards import expand_shards
     from unicom.formats import features as ff
-    from unicom.shards import expand_shards
+    from unicom.runtime.distributed import init_distributed
 
     root, _ = sample_set
     shards = expand_shards(str(root / "shards"))

@@ -33,8 +33,8 @@ def tiny_encoder():
     """(model, transform) of a random ViT-Tiny/8@32 in eval mode."""
     import torch
 
+    from unicom.data.transforms import eval_transform
     from unicom.models.vit import build_vit
-    from unicom.transforms import eval_transform
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)

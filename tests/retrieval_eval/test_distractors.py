@@ -146,8 +146,8 @@ def test_distractor_features_of_another_encoder_are_refused(tmp_path, tiny_expor
 
 
 def test_webdataset_shards_as_distractors(sample_set, tmp_path, tiny_encoder):
-    from unicom.shards import expand_shards
-    from unicom.wds_reader import iter_samples
+    from unicom.data.shards import expand_shards
+    from unicom.data.wds_reader import iter_samples
 
     root, _ = sample_set
     shards = expand_shards(str(root / "shards"))[:1]

@@ -8,7 +8,7 @@ from PIL import Image
 
 import retrieval_eval
 from retrieval_eval.loaders import load_benchmark
-from unicom.images import open_image
+from unicom.data.images import open_image
 
 from . import fake_trees as fake
 

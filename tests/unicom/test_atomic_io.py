@@ -6,7 +6,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from unicom.atomic_io import atomic_write, read_npy, tmp_path_for, write_json, write_npy
+from unicom.formats.atomic_io import atomic_write, read_npy, tmp_path_for, write_json, write_npy
 
 
 def test_exception_mid_write_leaves_old_file_and_no_tmp(tmp_path):
@@ -25,7 +25,7 @@ def test_killed_process_leaves_no_partial_file(tmp_path):
     target = tmp_path / "big.npy"
     code = textwrap.dedent(f"""
         import os, signal
-        from unicom.atomic_io import atomic_write
+        from unicom.formats.atomic_io import atomic_write
         with atomic_write({str(target)!r}) as f:
             f.write(b"x" * 1000)
             f.flush()
@@ -49,8 +49,8 @@ def test_json_and_npy_roundtrip(tmp_path):
 # --------------------------------------------------------------------------- full disks, read-only folders
 import errno  # noqa: E402
 
-from unicom import atomic_io  # noqa: E402
-from unicom.atomic_io import OutputWriteError, atomic_path, write_bytes  # noqa: E402
+from unicom.formats import atomic_io  # noqa: E402
+from unicom.formats.atomic_io import OutputWriteError, atomic_path, write_bytes  # noqa: E402
 
 
 class _FullDiskFile:

@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import pytest
 
-from unicom.cli_dataclass import add_dataclass_arguments, dataclass_from_namespace, option
+from unicom.cli.dataclass_args import add_dataclass_arguments, dataclass_from_namespace, option
 
 
 @dataclass

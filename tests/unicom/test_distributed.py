@@ -3,7 +3,7 @@ import textwrap
 import torch
 
 from tests.conftest import run_ranks
-from unicom.distributed import get_world_size, init_distributed
+from unicom.runtime.distributed import get_world_size, init_distributed
 
 
 def test_world_size_one_needs_no_process_group(monkeypatch):
@@ -16,9 +16,9 @@ def test_world_size_one_needs_no_process_group(monkeypatch):
 
 WORKER = textwrap.dedent("""
     import sys, torch
-    from unicom.distributed import (init_distributed, all_reduce_sum, all_gather_object, broadcast_object,
+    from unicom.runtime.distributed import (init_distributed, all_reduce_sum, all_gather_object, broadcast_object,
                                     cleanup_distributed)
-    from unicom.wds_reader import SkipCounter
+    from unicom.data.wds_reader import SkipCounter
     ctx = init_distributed("cpu")
     assert torch.distributed.get_backend() == "gloo"
     t = all_reduce_sum(torch.tensor([ctx.rank + 1.0]))

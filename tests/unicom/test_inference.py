@@ -7,11 +7,11 @@ import torch
 from PIL import Image
 
 import unicom.embed
-from unicom.encoders import as_encoder, module_encoder, open_clip_encoder
-from unicom.inference import embed_images, encode_batch
+from unicom.data.transforms import eval_transform
+from unicom.models.encoders import as_encoder, module_encoder, open_clip_encoder
+from unicom.models.inference import embed_images, encode_batch
 from unicom.models.vit import build_vit
 from unicom.pretrained.load import LoadedEncoder
-from unicom.transforms import eval_transform
 
 
 @pytest.fixture(scope="module")

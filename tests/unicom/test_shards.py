@@ -1,7 +1,7 @@
 
 import pytest
 
-from unicom.shards import expand_braces, expand_shards, shard_name, split_for_rank, unique_names
+from unicom.data.shards import expand_braces, expand_shards, shard_name, split_for_rank, unique_names
 
 
 def test_brace_range_keeps_zero_padding():

@@ -1,7 +1,7 @@
 
 from tests.tar_files import write_tar
-from unicom.shards import expand_shards
-from unicom.wds_reader import Sample, SkipCounter, Skipped, iter_samples, read_shard_samples, split_skips
+from unicom.data.shards import expand_shards
+from unicom.data.wds_reader import Sample, SkipCounter, Skipped, iter_samples, read_shard_samples, split_skips
 
 
 def test_bad_shard_skips_and_counts_each_reason(sample_set):
@@ -58,7 +58,7 @@ def _sample(key, caption):
 def test_a_key_met_twice_in_a_shard_is_read_once_and_counted(tmp_path):
     """The second occurrence used to come out as a second sample (two labels at clustering, the
     last one in training); now every reader sees the first one and counts the other."""
-    from unicom.wds_reader import iter_raw
+    from unicom.data.wds_reader import iter_raw
 
     shard = tmp_path / "00000.tar"
     write_tar(shard, _sample("a", "first") + _sample("b", "b") + _sample("a", "second") + _sample("c", "c"))

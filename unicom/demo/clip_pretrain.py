@@ -58,7 +58,7 @@ def load_pairs(shards: List[str], preprocess, tokenizer):
     Returns ``(images [N, 3, S, S] float32, tokens [N, context] int64, skip counts)``."""
     import torch
 
-    from ..wds_reader import SkipCounter, read_shard_samples
+    from ..data.wds_reader import SkipCounter, read_shard_samples
 
     skips = SkipCounter()
     samples = read_shard_samples(shards, skips, need_image=True, need_caption=True)
@@ -124,13 +124,13 @@ def train_clip(model, images, tokens, epochs: int, batch_size: int, lr: float, w
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    from ..cli_flags import fail
+    from ..cli.flags import fail
 
     out = Path(args.output)
     if out.suffix != ".safetensors":
         return fail("clip_pretrain",
                     f"--output {out} must end in .safetensors (the weights are saved with safetensors)")
-    from ..shards import expand_shards
+    from ..data.shards import expand_shards
 
     try:
         shards = expand_shards(args.data)
@@ -149,10 +149,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     import torch
     from safetensors.torch import save
 
-    from ..atomic_io import write_bytes, write_json
-    from ..device import seed_everything
+    from ..cli.run_lock import lock_output_dir
+    from ..formats.atomic_io import write_bytes, write_json
     from ..models.clip_loader import create_clip
-    from ..run_lock import lock_output_dir
+    from ..runtime.device import seed_everything
 
     torch.set_num_threads(max(1, args.threads))
     t0 = time.time()

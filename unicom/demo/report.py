@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-from ..atomic_io import write_json, write_text
+from ..formats.atomic_io import write_json, write_text
 
 ENCODER_TITLES = {
     "trained": "Unicom ViT trained on the pseudo classes",

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Dict, List
 
-from ..cli_flags import add_renamed
+from ..cli.flags import add_renamed
 from .report import write_report
 from .steps import command, make_argv, run_lanes, run_step, supports_flag, thread_env
 

@@ -5,7 +5,8 @@ from pathlib import Path
 
 import torch
 
-from ..formats.export import build_from_arch, read_export_config, save_export
+from ..formats.export import read_export_config, save_export
+from ..models.arch import build_from_arch
 
 
 def export_untrained(trained_export: Path, out: Path, seed: int = 0) -> Path:

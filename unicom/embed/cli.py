@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 from typing import Optional, Sequence
 
-from ..cli_flags import HelpFormatter, add_renamed, fail
-from ..faiss_utils import EF_CONSTRUCTION, EF_SEARCH, HNSW_M, INDEX_TYPES
+from ..cli.flags import HelpFormatter, add_renamed, fail
+from ..runtime.faiss_utils import EF_CONSTRUCTION, EF_SEARCH, HNSW_M, INDEX_TYPES
 from .options import DEFAULT_NAME, DEFAULT_PRECISION, INPUT_TYPES, OUTPUT_FORMATS, PRECISIONS, default_workers
 
 PROG = "unicom-embed"
@@ -58,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    from ..run_lock import run_locked
+    from ..cli.run_lock import run_locked
 
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")

@@ -14,14 +14,14 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
+from ..data.images import sidecar_text
 from ..formats.features import iter_shards, read_meta, resolve_features_dir
 from ..formats.index import write_clip_retrieval
-from ..images import sidecar_text
 
 
 def shard_captions(tar_path: str) -> Dict[str, str]:
     """key → caption of a webdataset shard (the images are not decoded)."""
-    from ..wds_reader import Sample, iter_samples
+    from ..data.wds_reader import Sample, iter_samples
 
     return {s.key: s.caption for s in iter_samples([tar_path], need_image=False, decode=False)
             if isinstance(s, Sample) and s.caption}

@@ -3,7 +3,7 @@
 * A **folder** is scanned recursively for images (sorted); keys are the paths relative to it.
 * A **list file** holds one image path per line (``#`` comments and blank lines ignored);
   relative paths are relative to the list file, and the keys are the paths as written.
-* **Shards** are anything ``unicom.shards.expand_shards`` accepts (brace pattern, directory of
+* **Shards** are anything ``unicom.data.shards.expand_shards`` accepts (brace pattern, directory of
   ``.tar`` files, list file of shards); keys are the samples' ``__key__``.
 
 Folder and list inputs form one pseudo-shard (``images`` unless named otherwise). A file that
@@ -18,10 +18,10 @@ from typing import Callable, Iterator, List, Optional, Sequence
 import torch
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
+from ..data.images import open_image
+from ..data.shards import expand_shards, is_shard_path, shard_name, unique_names
+from ..data.wds_reader import Skipped, iter_samples
 from ..datasets.base import IMAGE_EXTENSIONS
-from ..images import open_image
-from ..shards import expand_shards, is_shard_path, shard_name, unique_names
-from ..wds_reader import Skipped, iter_samples
 from .options import DEFAULT_NAME, INPUT_TYPES, default_workers  # noqa: F401  (re-exported)
 
 IMAGE_SUFFIXES = IMAGE_EXTENSIONS  # the toolkit's one list of image file extensions

@@ -1,7 +1,7 @@
 """Embed images with an encoder into the features format, batched, with AMP on CUDA.
 
 ``embed_to_features`` is what ``unicom-embed`` runs. ``encode_batch`` and ``embed_images``
-live in ``unicom.inference`` (shared with unicom-eval and search) and are re-exported here.
+live in ``unicom.models.inference`` (shared with unicom-eval and search) and are re-exported here.
 """
 from __future__ import annotations
 
@@ -15,13 +15,13 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from ..cli.progress import progress_bar
+from ..data.shards import shard_name
+from ..data.wds_reader import SkipCounter
 from ..formats import features as ff
-from ..inference import embed_images, encode_batch  # noqa: F401  (re-exported)
-from ..precision import DEFAULT_PRECISION, PRECISIONS
+from ..models.inference import embed_images, encode_batch  # noqa: F401  (re-exported)
 from ..pretrained.load import LoadedEncoder, load_encoder
-from ..progress import progress_bar
-from ..shards import shard_name
-from ..wds_reader import SkipCounter
+from ..runtime.precision import DEFAULT_PRECISION, PRECISIONS
 from .dataset import (
     DEFAULT_NAME,
     FileCollate,

@@ -1,6 +1,6 @@
 """Build the index folder of ``unicom-embed`` from a features directory.
 
-The index types and ``auto``'s choice are in ``unicom.faiss_utils``; the folder's layout is
+The index types and ``auto``'s choice are in ``unicom.runtime.faiss_utils``; the folder's layout is
 owned by ``unicom.formats.index`` (``docs/formats.md``, "Index folder").
 """
 from __future__ import annotations
@@ -10,7 +10,9 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from ..faiss_utils import (  # noqa: F401
+from ..formats.features import iter_shards, read_meta, resolve_features_dir
+from ..formats.index import Entry, IndexDir, resolve_index_dir, write_index_dir  # noqa: F401
+from ..runtime.faiss_utils import (  # noqa: F401
     EF_CONSTRUCTION,
     EF_SEARCH,
     FLAT_MAX,
@@ -23,8 +25,6 @@ from ..faiss_utils import (  # noqa: F401
     default_nprobe,
     set_search_params,
 )
-from ..formats.features import iter_shards, read_meta, resolve_features_dir
-from ..formats.index import Entry, IndexDir, resolve_index_dir, write_index_dir  # noqa: F401
 
 
 def build_index_dir(features, out_dir, kind: str = "auto", gpus: Sequence[int] = (), **build_kwargs) -> Optional[Path]:

@@ -1,12 +1,12 @@
 """The choices and defaults of ``unicom-embed`` / ``unicom-search`` that their ``--help`` shows.
 
-Import-light on purpose (stdlib and ``unicom.precision`` only): the CLIs build their parsers
+Import-light on purpose (stdlib and ``unicom.runtime.precision`` only): the CLIs build their parsers
 from these before any heavy import."""
 from __future__ import annotations
 
 import os
 
-from ..precision import DEFAULT_PRECISION, PRECISIONS  # noqa: F401  (re-exported for the CLIs)
+from ..runtime.precision import DEFAULT_PRECISION, PRECISIONS  # noqa: F401  (re-exported for the CLIs)
 
 INPUT_TYPES = ("auto", "folder", "list", "shards")
 DEFAULT_NAME = "images"          # the pseudo-shard name of a folder or list input

@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional, Sequence
 
-from ..atomic_io import atomic_write
+from ..formats.atomic_io import atomic_write
 
 
 def render_results(queries: Sequence, results: Sequence[Sequence], out_png, query_names: Optional[Sequence[str]] = None,

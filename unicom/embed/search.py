@@ -12,8 +12,8 @@ from typing import List, Optional, Sequence, Union
 
 import numpy as np
 
-from ..inference import embed_images
-from ..precision import DEFAULT_PRECISION
+from ..models.inference import embed_images
+from ..runtime.precision import DEFAULT_PRECISION
 from .index import IndexDir, set_search_params
 from .render import render_results
 
@@ -106,7 +106,7 @@ class Searcher:
 
     def render(self, queries: Sequence[Union[str, os.PathLike]], hits: Sequence[Sequence[Hit]], out_png) -> Path:
         """Write a PNG: each query beside its hits, with their scores."""
-        from ..images import open_image
+        from ..data.images import open_image
 
         qimgs = [open_image(q) for q in queries]
         names = [os.path.basename(str(q)) if isinstance(q, (str, os.PathLike)) else f"#{i}"

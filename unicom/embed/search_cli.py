@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-from ..cli_flags import HelpFormatter, add_renamed, fail
+from ..cli.flags import HelpFormatter, add_renamed, fail
 from .options import DEFAULT_PRECISION, PRECISIONS
 
 PROG = "unicom-search"
@@ -51,7 +51,7 @@ def _warn_deprecated(args: argparse.Namespace) -> None:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     _warn_deprecated(args)
-    from ..atomic_io import write_json
+    from ..formats.atomic_io import write_json
     from .dataset import query_paths
     from .search import Searcher
 

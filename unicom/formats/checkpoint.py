@@ -29,7 +29,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-from ..atomic_io import write_json, write_text
+from .atomic_io import write_json, write_text
 
 # The run folder
 CONFIG_FILE = "config.yaml"
@@ -163,7 +163,7 @@ def write_backbone(step_path: Path, state: Dict[str, Any]) -> None:
     """``backbone.safetensors`` from a CPU state dict."""
     from safetensors.torch import save
 
-    from ..atomic_io import write_bytes
+    from .atomic_io import write_bytes
 
     write_bytes(Path(step_path) / BACKBONE_FILE, save(state, metadata={"format": BACKBONE_FORMAT}))
 
@@ -181,7 +181,7 @@ def write_optimizer(step_path: Path, state: Dict[str, Any]) -> None:
 
     import torch
 
-    from ..atomic_io import write_bytes
+    from .atomic_io import write_bytes
 
     buf = io.BytesIO()
     torch.save(state, buf)

@@ -3,7 +3,7 @@
 ``config.json`` fields (written by the trainer, read by ``unicom.load``):
   format        "unicom-export"
   version       1
-  arch          {"type": "unicom_vit", "config": {ViTConfig fields}}
+  arch          {"type": "unicom_vit", "config": {ViTConfig fields}}   (built by unicom.models.arch)
                 or {"type": "open_clip_tower", ...kwargs of build_open_clip_tower}
   embed_dim     output dimension
   image_size    square input side in pixels
@@ -20,7 +20,7 @@ import torch
 import torch.nn as nn
 from safetensors.torch import load_file, save
 
-from ..atomic_io import write_bytes, write_json
+from .atomic_io import write_bytes, write_json
 
 EXPORT_FORMAT = "unicom-export"
 EXPORT_VERSION = 1
@@ -28,30 +28,15 @@ MODEL_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 
 
-def build_from_arch(arch: Dict[str, Any]) -> nn.Module:
-    """Build an untrained encoder from an ``arch`` record of an export's config.json."""
-    kind = arch.get("type")
-    if kind == "unicom_vit":
-        from ..models.vit import UnicomViT, ViTConfig
-
-        return UnicomViT(ViTConfig(**arch["config"]))
-    if kind == "open_clip_tower":
-        from ..models.open_clip_tower import build_open_clip_tower
-
-        kwargs = {k: v for k, v in arch.items() if k != "type"}
-        return build_open_clip_tower(**kwargs, pretrained=None)
-    raise ValueError(f"unknown encoder arch type {kind!r} in export config; expected 'unicom_vit' or 'open_clip_tower'")
-
-
 def arch_of(model: nn.Module) -> Dict[str, Any]:
-    """Describe ``model`` as an ``arch`` record (the inverse of ``build_from_arch``)."""
-    from ..models.vit import UnicomViT
+    """Describe ``model`` as an ``arch`` record (the inverse of ``unicom.models.arch.build_from_arch``).
 
-    if isinstance(model, UnicomViT):
-        return {"type": "unicom_vit", "config": model.config.to_dict()}
-    if hasattr(model, "export_arch"):
-        return {"type": "open_clip_tower", **model.export_arch()}  # type: ignore[operator]
-    raise TypeError(f"cannot export a {type(model).__name__}: it is neither a UnicomViT nor an open_clip tower")
+    Each exportable encoder class describes itself (``arch_record()``), so this format module
+    never imports the models that it stores."""
+    record = getattr(model, "arch_record", None)
+    if record is None:
+        raise TypeError(f"cannot export a {type(model).__name__}: it is neither a UnicomViT nor an open_clip tower")
+    return record()
 
 
 def save_export(model: nn.Module, directory, image_size: int, mean: Sequence[float], std: Sequence[float],

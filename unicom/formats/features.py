@@ -30,7 +30,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from ..atomic_io import read_npy, write_json, write_npy, write_text
+from .atomic_io import read_npy, write_json, write_npy, write_text
 
 PathLike = Union[str, "os.PathLike[str]"]
 

@@ -25,7 +25,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..atomic_io import atomic_write, write_json, write_npy, write_text
+from .atomic_io import atomic_write, write_json, write_npy, write_text
 from .features import read_keys
 
 INDEX_SUBDIR = "index"
@@ -43,7 +43,7 @@ def write_index_dir(out_dir, index, keys: Sequence[str], kind: str, params: Dict
                     encoder: Dict[str, Any], features_dir, shards: List[Dict[str, Any]]) -> Path:
     """Write the index folder: the faiss index, its keys, then ``index.json`` (last: its presence
     means the folder is complete). ``encoder`` holds the ``ENCODER_FIELDS`` of the features."""
-    from ..faiss_utils import write_index_file
+    from ..runtime.faiss_utils import write_index_file
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -111,7 +111,7 @@ class IndexDir:
         self.meta = json.loads((self.dir / META_FILE).read_text())
         if self.meta.get("format") != INDEX_FORMAT:
             raise ValueError(f"{self.dir / META_FILE} is not a unicom index (format={self.meta.get('format')!r})")
-        from ..faiss_utils import import_faiss
+        from ..runtime.faiss_utils import import_faiss
 
         self.index = import_faiss().read_index(str(self.dir / INDEX_FILE))
         self.keys = read_keys(self.dir / KEYS_FILE)
@@ -151,7 +151,7 @@ class IndexDir:
         gives the members before the cut)."""
         members = self._tar_members.get(source)
         if members is None:
-            from ..wds_reader import IMAGE_EXTS
+            from ..data.wds_reader import IMAGE_EXTS
 
             members = {}
             try:
@@ -167,8 +167,8 @@ class IndexDir:
 
     def open_image(self, i: int):
         """The PIL image of row ``i`` (from its file or its tar shard), or None if unknown."""
-        from ..images import open_image
-        from ..wds_reader import decode_image
+        from ..data.images import open_image
+        from ..data.wds_reader import decode_image
 
         e = self.entry(i)
         if e.kind == "files" and e.source:

@@ -21,7 +21,7 @@ from typing import Dict, List, Tuple
 
 import torch
 
-from ..atomic_io import atomic_write
+from ..formats.atomic_io import atomic_write
 
 FORMAT = "unicom-partial-fc-centres/1"
 _PATTERN = re.compile(r"^centres-(\d{5})-of-(\d{5})\.safetensors$")

@@ -3,7 +3,7 @@ fine-tuned into a Unicom-style encoder.
 
 ``build_open_clip_tower(model_name, embed_dim, pretrained)`` creates the open_clip model with
 ``unicom.models.clip_loader.create_clip``, keeping ``model.visual``. Local weights files only.
-``pretrained="none"`` (or None, as ``unicom.export.build_from_arch`` passes when it is about to
+``pretrained="none"`` (or None, as ``unicom.models.arch.build_from_arch`` passes when it is about to
 load trained weights) gives a random tower. The text tower is dropped. The head turns the tower's
 output (CLIP's projected embedding, ``visual.output_dim`` wide) into the Unicom embedding:
 
@@ -12,7 +12,7 @@ output (CLIP's projected embedding, ``visual.output_dim`` wide) into the Unicom 
 * ``head="bn"``: BatchNorm1d(output_dim) on CLIP's projection (``embed_dim`` must equal it).
 
 The output is not normalised, as with the Unicom ViT. ``export_arch()`` returns the kwargs that
-rebuild the module (see ``unicom.export``). State-dict keys are ``visual.*`` and ``head.*``.
+rebuild the module (see ``unicom.models.arch``). State-dict keys are ``visual.*`` and ``head.*``.
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from typing import Any, Dict, Optional, Tuple
 import torch
 import torch.nn as nn
 
-from ..transforms import CLIP_MEAN, CLIP_STD
+from ..data.transforms import CLIP_MEAN, CLIP_STD
 
 HEADS = ("linear_bn", "bn")
 
@@ -69,6 +69,10 @@ class OpenCLIPTower(nn.Module):
     def export_arch(self) -> Dict[str, Any]:
         """Keyword arguments of ``build_open_clip_tower`` that rebuild this module."""
         return {"model_name": self.model_name, "embed_dim": self.embed_dim, "head": self.head_type}
+
+    def arch_record(self) -> Dict[str, Any]:
+        """The ``arch`` record of an export's config.json (``unicom.models.arch.build_from_arch``)."""
+        return {"type": "open_clip_tower", **self.export_arch()}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         feats = self.visual(x)

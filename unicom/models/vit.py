@@ -177,6 +177,10 @@ class UnicomViT(nn.Module):
     def image_size(self) -> int:
         return self.config.image_size
 
+    def arch_record(self) -> dict:
+        """The ``arch`` record of an export's config.json (``unicom.models.arch.build_from_arch``)."""
+        return {"type": "unicom_vit", "config": self.config.to_dict()}
+
     def reset_parameters(self) -> None:
         """Truncated-normal(0.02) for linears and the position embedding, zero biases."""
         nn.init.trunc_normal_(self.pos_embed, std=0.02)

@@ -25,11 +25,12 @@ from typing import Any, Callable, Dict, Optional, Tuple, Union
 import torch
 import torch.nn as nn
 
-from ..device import module_device, resolve_device
+from ..data.transforms import CLIP_MEAN, CLIP_STD, eval_transform
 from ..formats import checkpoint as layout
-from ..formats.export import CONFIG_FILE, MODEL_FILE, build_from_arch, read_encoder_record, read_export_config
+from ..formats.export import CONFIG_FILE, MODEL_FILE, read_encoder_record, read_export_config
+from ..models.arch import build_from_arch
 from ..models.vit import UnicomViT, ViTConfig
-from ..transforms import CLIP_MEAN, CLIP_STD, eval_transform
+from ..runtime.device import module_device, resolve_device
 from .arch import infer_vit_config
 from .download import download_pretrained
 from .registry import available_models, get_spec, is_known_name

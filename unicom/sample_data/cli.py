@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from ..cli_flags import HelpFormatter, add_renamed
+from ..cli.flags import HelpFormatter, add_renamed
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -21,7 +21,7 @@ from typing import Dict, List, Tuple
 
 import numpy as np
 
-from ..atomic_io import atomic_write, write_json
+from ..formats.atomic_io import atomic_write, write_json
 from .drawing import COLOURS, SHAPES, TEXTURES, draw_digit, draw_shape
 
 DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")

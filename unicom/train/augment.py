@@ -87,7 +87,7 @@ def build_augment(data_cfg, image_size: int, mean: Sequence[float], std: Sequenc
 
         return SeededAugment(image_size, mean, std, data_cfg.crop_scale, data_cfg.crop_ratio, data_cfg.hflip)
     if kind == "origin_clip":
-        from ..transforms import eval_transform
+        from ..data.transforms import eval_transform
 
         return Deterministic(eval_transform(image_size, mean, std))
     if kind == "timm":

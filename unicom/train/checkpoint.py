@@ -4,7 +4,7 @@
 Rank 0 writes the shared files (backbone, optimizer, encoder record, ``state.json``), every rank
 its own centre shard. ``state.json`` is written after a collective that follows every rank's
 shard, and ``checkpoints/latest`` last, after a barrier: a crash at any moment leaves ``latest``
-naming a complete step. Each file is written atomically (``unicom.atomic_io``).
+naming a complete step. Each file is written atomically (``unicom.formats.atomic_io``).
 """
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ..distributed import DistContext, all_gather_object, barrier
 from ..formats import checkpoint as layout
+from ..runtime.distributed import DistContext, all_gather_object, barrier
 
 
 class DamagedFileError(RuntimeError):

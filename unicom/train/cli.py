@@ -25,7 +25,7 @@ import os
 import sys
 from typing import Any, Dict, List, Optional
 
-from ..cli_flags import fail
+from ..cli.flags import fail
 
 PROG = "unicom-train"
 
@@ -86,7 +86,7 @@ def _setup_logging(level: str) -> None:
 
 def _print_summary(summary: Dict[str, Any]) -> None:
     """The command's result: the skip counts and one line on where the run stands."""
-    from ..wds_reader import SkipCounter
+    from ..data.wds_reader import SkipCounter
 
     print(SkipCounter(summary["skipped"]).report("skipped sample reads (all ranks)"), flush=True)
     if summary.get("finished"):
@@ -142,8 +142,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         return fail(PROG, exn)
     from tqdm.contrib.logging import logging_redirect_tqdm
 
-    from ..distributed import cleanup_distributed
-    from ..run_lock import FolderLockedError
+    from ..cli.run_lock import FolderLockedError
+    from ..runtime.distributed import cleanup_distributed
     from .loop import NonFiniteLossError, RunExistsError, train
 
     try:

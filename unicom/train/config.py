@@ -19,8 +19,8 @@ from typing import Any, Dict, Iterable, List, Optional, Union
 
 import yaml
 
+from ..data.transforms import CLIP_MEAN, CLIP_STD
 from ..losses.defaults import DEFAULT_SAMPLE_RATE, check_rate
-from ..transforms import CLIP_MEAN, CLIP_STD
 
 TRANSFORMS = ("crop_flip", "origin_clip", "timm")  # data.transform (built in augment.py)
 

@@ -5,7 +5,7 @@ Labels (docs/formats.md, "Centroids and labels"): ``LABELS/SHARD.npy`` (int32 [n
 ``FEATURES/SHARD.keys`` (n lines of ``__key__``), the features dir being the labels dir's sibling;
 ``LABELS/class_sizes.npy`` (int64 [K]) gives the number of classes. A sample joins its label by
 shard name and key; a sample with no label (or a negative one) is skipped and counted as
-``no_label``. Corrupt samples are skipped and counted by ``unicom.wds_reader``.
+``no_label``. Corrupt samples are skipped and counted by ``unicom.data.wds_reader``.
 
 Streams. Each (rank, DataLoader worker) pair is one *stream*; there are ``S = world_size ·
 max(1, num_workers)`` of them. The shards form one infinite global sequence: pass ``p`` is a
@@ -48,10 +48,10 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as TF
 
-from ..atomic_io import read_npy
+from ..data.shards import shard_name
+from ..data.wds_reader import Skipped, iter_raw, split_skips, to_sample
+from ..formats.atomic_io import read_npy
 from ..formats.features import CLASS_SIZES_FILE, FEATURES_DIR, read_keys
-from ..shards import shard_name
-from ..wds_reader import Skipped, iter_raw, split_skips, to_sample
 from .inputs import label_problem
 
 

@@ -28,8 +28,8 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
-from ..atomic_io import write_bytes, write_json, write_text
-from ..distributed import barrier
+from ..formats.atomic_io import write_bytes, write_json, write_text
+from ..runtime.distributed import barrier
 
 log = logging.getLogger(__name__)
 EVAL_CSV = "eval.csv"

@@ -20,9 +20,9 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
-from ..atomic_io import read_npy, write_json
+from ..data.shards import shard_name
 from ..formats import checkpoint as layout
-from ..shards import shard_name
+from ..formats.atomic_io import read_npy, write_json
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ from typing import Any, Dict, Optional, Sequence
 
 import numpy as np
 
-from ..shards import shard_name
-from ..wds_reader import Skipped, iter_raw
+from ..data.shards import shard_name
+from ..data.wds_reader import Skipped, iter_raw
 
 
 def _parse(raw: Dict[str, Any], field: str) -> Any:

@@ -34,9 +34,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from ..data.images import open_image, skip_reason
+from ..data.wds_reader import Skipped
 from ..datasets import DatasetNotFoundError, LabelledList, LayoutError, encode_labels
-from ..images import open_image, skip_reason
-from ..wds_reader import Skipped
 from .data import Batch
 
 log = logging.getLogger(__name__)

@@ -35,11 +35,11 @@ from typing import Any, Dict, Optional, Tuple
 
 import torch
 
-from ..atomic_io import write_json
-from ..distributed import DistContext, barrier, init_distributed
+from ..cli.run_lock import lock_output_dir
+from ..data.wds_reader import SkipCounter
 from ..formats import checkpoint as layout
-from ..run_lock import lock_output_dir
-from ..wds_reader import SkipCounter
+from ..formats.atomic_io import write_json
+from ..runtime.distributed import DistContext, barrier, init_distributed
 from . import checkpoint as ckpt
 from .augment import build_augment
 from .config import Config
@@ -355,7 +355,7 @@ def train(cfg: Config, data: Optional[str], labels: Optional[str], output: str, 
     """Train an encoder as ``cfg`` says; return a summary dict (also written to RUN/summary.json).
 
     The run folder is locked for the whole session (a second trainer on it is refused with
-    ``unicom.run_lock.FolderLockedError``). ``allow_changed_inputs`` lets ``--resume`` continue
+    ``unicom.cli.run_lock.FolderLockedError``). ``allow_changed_inputs`` lets ``--resume`` continue
     on inputs that differ from the run's ``inputs.json``. ``loss_hook(step, micro, loss) -> loss``
     lets tests inject faults (e.g. a NaN loss); ``hooks`` (``RunHooks``) extends the run.
     ``data`` / ``labels`` are the shards and their ``make cluster`` labels (None for a labelled

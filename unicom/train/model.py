@@ -6,7 +6,7 @@ from typing import Tuple
 
 import torch.nn as nn
 
-from ..transforms import CLIP_MEAN, CLIP_STD
+from ..data.transforms import CLIP_MEAN, CLIP_STD
 from .config import Config
 
 log = logging.getLogger(__name__)

@@ -13,7 +13,7 @@ from typing import Dict, Iterable, Optional
 
 import torch
 
-from ..device import autocast_dtype
+from ..runtime.device import autocast_dtype
 
 
 def autocast_context(device: torch.device, precision: str):

@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-from ..device import seed_everything
-from ..distributed import all_gather_object
+from ..data.wds_reader import SkipCounter
 from ..formats import checkpoint as layout
-from ..wds_reader import SkipCounter
+from ..runtime.device import seed_everything
+from ..runtime.distributed import all_gather_object
 from . import checkpoint as ckpt
 from .model import unwrap
 from .schedule import LRSchedule

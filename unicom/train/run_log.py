@@ -14,7 +14,7 @@ import math
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from ..atomic_io import write_bytes, write_text
+from ..formats.atomic_io import write_bytes, write_text
 from ..formats.checkpoint import LOG_FILE, PLOT_FILE, TENSORBOARD_DIR
 
 log = logging.getLogger(__name__)

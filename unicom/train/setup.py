@@ -13,10 +13,10 @@ from typing import Any, Tuple
 import torch
 import torch.nn as nn
 
-from ..atomic_io import write_text
-from ..device import seed_everything
-from ..distributed import DistContext
 from ..formats import checkpoint as layout
+from ..formats.atomic_io import write_text
+from ..runtime.device import seed_everything
+from ..runtime.distributed import DistContext
 from .config import Config, diff_configs, feature_sample_dim
 from .inputs import check_resume_inputs, write_fingerprint
 from .model import build_backbone, model_embed_dim, model_image_size, model_norm

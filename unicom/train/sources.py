@@ -25,8 +25,8 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 
-from ..distributed import DistContext, all_gather_object, broadcast_object
-from ..shards import expand_shards, unique_names
+from ..data.shards import expand_shards, unique_names
+from ..runtime.distributed import DistContext, all_gather_object, broadcast_object
 from .data import DataPosition, LabelIndex, ShardPlan, make_loader, remap_position
 from .inputs import Entry, clustered_inputs, json_label_entry, labelled_entry, shard_entry, validate_labels
 

@@ -13,7 +13,7 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 
-from ..distributed import is_dist
+from ..runtime.distributed import is_dist
 from .precision import LossScaler, autocast_context
 
 LossHook = Callable[[int, int, torch.Tensor], torch.Tensor]

@@ -4,9 +4,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from unicom.export import save_export
+from unicom.data.transforms import CLIP_MEAN, CLIP_STD
+from unicom.formats.export import save_export
 from unicom.models.vit import build_vit
-from unicom.transforms import CLIP_MEAN, CLIP_STD
 
 
 @pytest.fixture(scope="module")

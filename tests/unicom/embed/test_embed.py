@@ -10,15 +10,15 @@ import numpy as np
 import pytest
 import torch
 
-from unicom.atomic_io import read_npy
+from unicom.data.transforms import CLIP_MEAN, CLIP_STD
 from unicom.embed import Searcher, build_index_dir, choose_index_type
 from unicom.embed.cli import main as embed_main
 from unicom.embed.index import FLAT_MAX, HNSW_MAX, default_nlist
 from unicom.embed.search_cli import main as search_main
-from unicom.export import save_export
+from unicom.formats.atomic_io import read_npy
+from unicom.formats.export import save_export
 from unicom.formats.features import read_keys, read_meta
 from unicom.models.vit import build_vit
-from unicom.transforms import CLIP_MEAN, CLIP_STD
 
 
 @pytest.fixture(scope="module")

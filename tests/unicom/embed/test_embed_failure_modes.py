@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from tests.tar_files import write_tar
+from unicom.cli.run_lock import lock_output_dir
 from unicom.embed import build_index_dir, embed_to_features
 from unicom.embed.cli import main as embed_main
 from unicom.formats import features as ff
-from unicom.run_lock import lock_output_dir
 
 
 def _members(sample_set, n):

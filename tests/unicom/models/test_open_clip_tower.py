@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from tests.unicom.train.support import tiny_config
-from unicom.export import build_from_arch, load_export_state, read_export_config, save_export
+from unicom.formats.export import load_export_state, read_export_config, save_export
+from unicom.models.arch import build_from_arch
 from unicom.models.open_clip_tower import OpenCLIPTower, build_open_clip_tower
 
 

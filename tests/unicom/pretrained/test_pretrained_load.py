@@ -14,12 +14,12 @@ import torch.nn.functional as F
 
 import unicom
 from tests.unicom.pretrained.support import random_official_state
-from unicom.export import save_export
+from unicom.data.transforms import CLIP_MEAN, CLIP_STD
+from unicom.formats.export import save_export
 from unicom.models.vit import OFFICIAL_CONFIGS, UnicomViT, ViTConfig, build_vit
 from unicom.pretrained import registry
 from unicom.pretrained.download import sha256_file
 from unicom.pretrained.state_dict import StateDictMismatchError, UnsafeCheckpointError
-from unicom.transforms import CLIP_MEAN, CLIP_STD
 
 TINY = "ViT-Tiny/8@32"
 

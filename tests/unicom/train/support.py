@@ -9,9 +9,9 @@ from typing import Iterable
 
 import numpy as np
 
-from unicom.atomic_io import write_npy, write_text
-from unicom.shards import expand_shards, shard_name
-from unicom.wds_reader import Skipped, iter_raw
+from unicom.data.shards import expand_shards, shard_name
+from unicom.data.wds_reader import Skipped, iter_raw
+from unicom.formats.atomic_io import write_npy, write_text
 
 
 def write_concept_labels(shards_dir, out_dir, drop_keys: Iterable[str] = (), skip_shards: Iterable[str] = ()) -> Path:

@@ -60,7 +60,7 @@ def test_shards_with_label_key_on_the_sample_set(sample_set, tmp_path):
 
 
 def test_init_from_an_export_and_a_mismatch_names_both_sides(tmp_path, capsys):
-    from unicom.export import load_export_state
+    from unicom.formats.export import load_export_state
     from unicom.train.config import load_config
     from unicom.train.model import build_backbone
 

@@ -60,7 +60,7 @@ def test_sampler_covers_each_epoch_once_on_any_world_size():
 
 
 def test_mixed_sources_have_disjoint_class_ranges_and_their_weights(sample_set, tmp_path):
-    from unicom.distributed import DistContext
+    from unicom.runtime.distributed import DistContext
     from unicom.train.augment import build_augment
     from unicom.train.config import load_config
     from unicom.train.sources import build_training_data

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from tests.unicom.train.support import write_concept_labels
-from unicom.shards import expand_shards
+from unicom.data.shards import expand_shards
+from unicom.data.wds_reader import SkipCounter, Skipped, iter_raw, read_shard_samples
 from unicom.train.data import (
     DataPosition,
     LabelIndex,
@@ -16,7 +17,6 @@ from unicom.train.data import (
     make_loader,
     remap_position,
 )
-from unicom.wds_reader import SkipCounter, Skipped, iter_raw, read_shard_samples
 
 
 def _stream(shards, labels, num_streams=1, block=10_000, batch=8, workers=0, rank=0, cursors=None, phase=0,

@@ -18,8 +18,9 @@ def heldout_recall_at_1(export_dir, heldout_dir, trained: bool = True) -> float:
     """R@1 over the held-out concepts (every image a query against all the others)."""
     from PIL import Image
 
-    from unicom.export import build_from_arch, load_export_state, read_export_config
-    from unicom.transforms import eval_transform
+    from unicom.data.transforms import eval_transform
+    from unicom.formats.export import load_export_state, read_export_config
+    from unicom.models.arch import build_from_arch
 
     cfg = read_export_config(export_dir)
     torch.manual_seed(0)

@@ -19,7 +19,7 @@ WORKER = textwrap.dedent("""
     import sys, torch
     sys.path.insert(0, ".")
     from tests.unicom.train.support import tiny_config
-    from unicom.distributed import init_distributed
+    from unicom.runtime.distributed import init_distributed
     from unicom.train.cli import main
     from unicom.train.loop import build_head, forward_backward
     from unicom.train.model import build_backbone

@@ -15,7 +15,7 @@ import torch
 from safetensors.torch import load_file
 
 from tests.unicom.train.support import TINY_OVERRIDES, tiny_config
-from unicom.atomic_io import read_npy, write_npy
+from unicom.formats.atomic_io import read_npy, write_npy
 from unicom.train.cli import main
 from unicom.train.inputs import fingerprint_changes
 from unicom.train.loop import NonFiniteLossError, train

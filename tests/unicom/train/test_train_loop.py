@@ -69,7 +69,7 @@ def test_interrupted_and_resumed_run_matches_the_uninterrupted_one(toy_labels, t
     exp = json.loads((tmp_path / "full" / "export" / "config.json").read_text())
     assert {k: enc[k] for k in ("format", "version", "arch", "embed_dim", "image_size", "mean", "std")} == \
         {k: exp[k] for k in ("format", "version", "arch", "embed_dim", "image_size", "mean", "std")}
-    from unicom.export import build_from_arch
+    from unicom.models.arch import build_from_arch
 
     model = build_from_arch(enc["arch"])
     model.load_state_dict(load_file(str(step_dir / "backbone.safetensors")))  # plain, unprefixed keys
@@ -115,7 +115,7 @@ def test_non_finite_loss_skips_the_step_and_is_counted(toy_labels, tmp_path):
     assert summary["finished"] and summary["nonfinite_steps"] == 2
     assert [r["skipped_steps"] for r in read_log(tmp_path / "run")] == [1, 2]
     # both steps were skipped: the weights are the initial ones
-    from unicom.device import seed_everything
+    from unicom.runtime.device import seed_everything
     from unicom.train.model import build_backbone
 
     seed_everything(cfg.train.seed)

@@ -6,7 +6,7 @@ import numpy as np
 
 def test_labels_helper_writes_design_format(toy_labels):
     shards, labels = toy_labels
-    from unicom.atomic_io import read_npy
+    from unicom.formats.atomic_io import read_npy
 
     sizes = read_npy(labels / "class_sizes.npy")
     assert sizes.dtype == np.int64 and sizes.sum() > 0

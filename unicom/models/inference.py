@@ -2,7 +2,7 @@
 ``unicom-embed`` and ``unicom-search`` share.
 
 * Batched through a DataLoader (``workers`` processes decode and transform), AMP on CUDA under
-  ``precision`` (default ``unicom.precision.DEFAULT_PRECISION``, bf16, see there for why); the
+  ``precision`` (default ``unicom.runtime.precision.DEFAULT_PRECISION``, bf16, see there for why); the
   CPU runs fp32.
 * An image that is missing or cannot be decoded is skipped and counted, never fatal: its row is
   NaN and ``skipped[row]`` says why (``missing_image``, ``bad_image``, or
@@ -24,11 +24,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from .device import autocast_dtype, module_device
-from .images import DECODE_ERRORS, open_image, skip_reason  # noqa: F401  (re-exported)
-from .precision import DEFAULT_PRECISION
-from .pretrained.load import LoadedEncoder
-from .progress import progress_bar
+from ..cli.progress import progress_bar
+from ..data.images import DECODE_ERRORS, open_image, skip_reason  # noqa: F401  (re-exported)
+from ..pretrained.load import LoadedEncoder
+from ..runtime.device import autocast_dtype, module_device
+from ..runtime.precision import DEFAULT_PRECISION
 
 Box = Tuple[float, float, float, float]
 

@@ -10,7 +10,7 @@
 
 A field becomes a flag when it was declared with ``option(...)``; its flag is ``--field-name``
 unless ``flag=`` says otherwise, and ``aliases=`` are deprecated spellings
-(``unicom.cli_flags.add_renamed``). The flag's ``dest`` is the field name. Without an explicit
+(``unicom.cli.flags.add_renamed``). The flag's ``dest`` is the field name. Without an explicit
 ``type``/``action`` the annotation decides: ``int``, ``float``, ``str`` (and ``Optional`` of
 them, default None) parse as that type, ``bool`` becomes ``store_true``; any other annotation
 needs ``type=``. Used by ``unicom-cluster`` (``clustering.config``) and ``unicom-eval``
@@ -22,7 +22,7 @@ import argparse
 import dataclasses
 from typing import Any, Dict, Optional, Sequence, Type, TypeVar
 
-from .cli_flags import add_renamed
+from .flags import add_renamed
 
 T = TypeVar("T")
 _ARG_KEYS = ("type", "choices", "metavar", "action", "nargs", "required")

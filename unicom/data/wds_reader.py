@@ -88,7 +88,7 @@ class SkipCounter:
 
     def all_reduce(self) -> "SkipCounter":
         """Return a counter summed over all ranks (this process's counter without a group)."""
-        from .distributed import all_gather_object
+        from ..runtime.distributed import all_gather_object
 
         out = SkipCounter()
         for counts in all_gather_object(self.as_dict()):

@@ -28,7 +28,7 @@ def open_image(item, box: Optional[Sequence[float]] = None):
 
 
 def skip_reason(exc: BaseException) -> str:
-    """The counted skip reason (``unicom.wds_reader.SKIP_REASONS``) of an image that failed to
+    """The counted skip reason (``unicom.data.wds_reader.SKIP_REASONS``) of an image that failed to
     open: ``missing_image`` for a file that is not there, else ``bad_image``."""
     return "missing_image" if isinstance(exc, FileNotFoundError) else "bad_image"
 

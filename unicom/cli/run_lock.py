@@ -80,7 +80,7 @@ def lock_output_dir(folder: Union[str, Path], command: str) -> Iterator[None]:
         return
     from filelock import FileLock, Timeout  # imported here: CLIs import this module before --help
 
-    from .atomic_io import as_output_error, write_text
+    from ..formats.atomic_io import as_output_error, write_text
 
     folder = Path(folder)
     holder_path = folder / HOLDER_FILE
@@ -118,8 +118,8 @@ def run_locked(prog: str, folder: Union[str, Path], fn: Callable[[], Any]) -> in
     What a user must fix — the folder in use by another job, a full disk, a read-only folder,
     bad input (``ValueError``, ``FileNotFoundError``) — is printed as one line ``PROG: error: …``
     and gives status 2. ``fn`` returns an exit status, or anything else for 0."""
-    from .atomic_io import OutputWriteError
-    from .cli_flags import fail
+    from ..formats.atomic_io import OutputWriteError
+    from .flags import fail
 
     try:
         with lock_output_dir(folder, prog):

@@ -170,10 +170,10 @@ def set_search_params(index, kind: str, nprobe: Optional[int] = None, ef_search:
 
 
 def write_index_file(index, path) -> None:
-    """``faiss.write_index`` atomically, with the usual file mode (``unicom.atomic_io.atomic_path``:
+    """``faiss.write_index`` atomically, with the usual file mode (``unicom.formats.atomic_io.atomic_path``:
     a failed write leaves no temporary file and names ``path``); GPU indexes are copied to the
     CPU first."""
-    from .atomic_io import atomic_path
+    from ..formats.atomic_io import atomic_path
 
     faiss = import_faiss()
     if hasattr(faiss, "index_gpu_to_cpu") and "Gpu" in type(index).__name__:

@@ -15,8 +15,8 @@ from typing import Any, Callable, Optional, Union
 import torch
 import torch.nn as nn
 
-from .device import resolve_device
-from .pretrained.load import LoadedEncoder, load_encoder
+from ..pretrained.load import LoadedEncoder, load_encoder
+from ..runtime.device import resolve_device
 
 DeviceLike = Union[str, torch.device, None]
 
@@ -29,7 +29,7 @@ def _image_size(size: Any) -> Optional[int]:
 
 def open_clip_encoder(model_name: str, pretrained: Optional[str], device: DeviceLike = "auto") -> LoadedEncoder:
     """An open_clip image tower (``unicom.models.clip_loader.create_clip``), in eval mode on ``device``."""
-    from .models.clip_loader import create_clip
+    from .clip_loader import create_clip
 
     dev = resolve_device(device)
     model, preprocess, _ = create_clip(model_name, pretrained, dev)

@@ -1,0 +1,2 @@
+"""faiss indexes over L2-normalised embeddings (inner product = cosine): index specifications
+(short names and faiss ``index_factory`` strings), building, search parameters."""
