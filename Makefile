@@ -49,12 +49,13 @@ LAUNCH = $(if $(USE_TORCHRUN),$(VENV)/bin/torchrun $(or $(strip $(TORCHRUN_ARGS)
 
 PYTEST_ARGS ?=
 
-.PHONY: install test test-slow sample clip cluster train eval demo ablation bench clean help
+.PHONY: install test test-slow sample clip cluster train eval demo serve ablation bench clean help
 
 help:
 	@echo "make demo      install, make the sample set, pretrain a tiny CLIP, cluster, train, evaluate, write a report"
 	@echo "make test      run the test suite (CPU, offline)"
 	@echo "make lint      ruff and mypy (CI runs it before the tests)"
+	@echo "make serve     search the index and browse the pseudo classes that make demo leaves, at http://127.0.0.1:8000/"
 	@echo "make sample | clip | cluster | train | finetune | eval | bench | ablation | clean"
 
 install: $(STAMP)
@@ -116,6 +117,18 @@ eval: install $(NEED_SAMPLE) $(if $(filter $(RUN)/export,$(ENCODER)),$(RUN)/expo
 
 demo: install
 	$(PY) -m unicom.demo --make "$(MAKE)" --sample-dir $(SAMPLE_DIR) --output runs/demo --clip-pretrained $(CLIP_WEIGHTS)
+
+# make serve: the search service and its page (docs/serve.md) on an index and a cluster output; the
+# defaults are what `make demo` leaves. CLUSTERS is left out when it holds no pseudo classes.
+#   make serve INDEX=runs/photos CLUSTERS= PORT=8080 SERVE_ARGS='--device cuda'
+INDEX       ?= runs/demo/index
+CLUSTERS    ?= runs/demo/cluster
+PORT        ?= 8000
+SERVE_ARGS  ?=
+
+serve: install
+	$(PY) -m unicom.serve.cli $(if $(strip $(INDEX)),--index $(INDEX)) \
+		$(if $(wildcard $(CLUSTERS)/labels/class_sizes.npy),--clusters $(CLUSTERS)) --port $(PORT) $(SERVE_ARGS)
 
 ablation: install
 	$(PY) benchmarks/ablation.py --sample-dir $(SAMPLE_DIR) --output runs/ablation --clip-pretrained $(CLIP_WEIGHTS)

@@ -9,6 +9,9 @@ real paths. The story it tells, on concepts no step trained on:
 * retrieval on the held-out concepts with the encoder trained on the pseudo classes, the same
   architecture untrained, the tiny CLIP's own image features, and the encoder trained on the
   ground-truth concepts (the supervised upper bound).
+
+It also leaves ``OUTPUT/index`` (the shards embedded by the trained encoder), which ``make serve``
+serves with the pseudo classes of ``OUTPUT/cluster``.
 """
 from __future__ import annotations
 
@@ -101,6 +104,12 @@ def main(argv=None) -> int:
         step("make train", make_argv(a.make, "train", {
             **common, "OUT": str(out / "cluster"), "CONFIG": a.config, "RUN": str(out / "train"),
             "TRAIN_ARGS": a.train_args}), "unicom")
+        # the index `make serve` serves (with the pseudo classes of OUT/cluster): the shards embedded by
+        # the trained encoder; a few seconds, and no figure of the report depends on it
+        step("unicom-embed (the index of make serve)", command("unicom-embed", "unicom.embed.cli") + [
+            "--model", str(out / "train" / "export"), "--data", shards, "--output", str(out / "index"),
+            "--index-type", "flat", "--workers", str(a.workers), "--batch-size", "128", "--overwrite", "--no-progress"],
+            "unicom")  # --overwrite: a retrained encoder is never served with the old vectors
 
     encoders = list(ENCODERS)
     train_cmd = command("unicom-train", "unicom.train.cli")
@@ -139,6 +148,7 @@ def main(argv=None) -> int:
                           clip_weights=Path(a.clip_pretrained), notes=notes)
     print("\n" + report)
     print(f"\nreport written to {out / 'REPORT.md'} (demo took {timings['total']:.0f} s)")
+    print(f"search it in a browser: make serve INDEX={out / 'index'} CLUSTERS={out / 'cluster'}")
     return 0
 
 

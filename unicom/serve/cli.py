@@ -46,6 +46,12 @@ def check_port(host: str, port: int) -> None:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
+    try:
+        import fastapi  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError as exn:
+        return fail(PROG, f"error: unicom-serve needs the serve extra ({exn.name} is missing): "
+                          "pip install 'unicom-toolkit[serve]'")
     cfg = dataclass_from_namespace(ServeConfig, args)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     try:

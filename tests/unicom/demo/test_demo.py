@@ -39,6 +39,23 @@ def test_scaled_down_demo_runs_end_to_end(tmp_path):
     for png in ("retrieval_sample.png", "cluster/cluster_sizes.png", "train/loss.png"):
         assert (out / png).stat().st_size > 1000, png
     assert (out / "train" / "export" / "model.safetensors").is_file()
+    _check_make_serve_default(out)
+
+
+def _check_make_serve_default(out):
+    """The demo leaves an index that `make serve` serves, with the pseudo classes of OUT/cluster."""
+    from fastapi.testclient import TestClient
+
+    from unicom.serve.app import create_app
+    from unicom.serve.config import ServeConfig
+
+    cfg = ServeConfig(index=str(out / "index"), clusters=str(out / "cluster"), device="cpu", no_progress=True)
+    with TestClient(create_app(cfg)) as client:
+        health = client.get("/healthz").json()
+        assert health["index"]["items"] > 0 and health["clusters"]["classes"] == 12
+        assert health["index"]["model"] == str((out / "train" / "export").resolve())
+        hits = client.get("/items/0/neighbours?k=3").json()["results"]
+        assert hits[0]["id"] == 0 and hits[0]["caption"]
 
 
 def test_demo_flags_keep_their_old_names():

@@ -1,7 +1,6 @@
 """Plain helpers of the unicom-serve tests."""
 from __future__ import annotations
 
-import io
 import tarfile
 
 
@@ -14,15 +13,6 @@ def item_bytes(service, i: int) -> bytes:
             if base == e.key and ext.lower() in ("jpg", "jpeg", "png", "webp"):
                 return tf.extractfile(m).read()
     raise KeyError(e.key)
-
-
-def png_bytes(size=(40, 30), colour=(200, 30, 30), mode="RGB") -> bytes:
-    """A small PNG made here."""
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.new(mode, size, colour if mode == "RGB" else 0).save(buf, format="PNG")
-    return buf.getvalue()
 
 
 def assert_one_line_error(r, status: int, kind: str) -> dict:

@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from tests.unicom.serve.support import assert_one_line_error, item_bytes, png_bytes
+from tests.unicom.serve.support import assert_one_line_error, item_bytes
 
 
 def _bomb_png() -> bytes:

@@ -86,3 +86,25 @@ def test_serve_refuses_another_encoder_than_the_index_s(serve_index, tmp_path, c
                        "--port", "0", "--no-progress"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "built with another encoder" in err[0]
+
+
+def test_make_serve_defaults_to_what_make_demo_leaves(tmp_path):
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    if shutil.which("make") is None:
+        pytest.skip("needs GNU make")
+    root = Path(__file__).resolve().parents[3]
+
+    def dry(*assign):
+        out = subprocess.run(["make", "-n", "-C", str(root), "serve", f"STAMP={tmp_path / 'stamp'}", *assign],
+                             capture_output=True, text=True, check=True).stdout.replace("\\\n", " ")
+        return " ".join(next(ln for ln in out.splitlines() if "unicom.serve.cli" in ln).split())
+
+    (tmp_path / "stamp").touch()
+    assert "--index runs/demo/index" in dry() and "--port 8000" in dry()
+    (tmp_path / "c" / "labels").mkdir(parents=True)
+    (tmp_path / "c" / "labels" / "class_sizes.npy").touch()
+    cmd = dry(f"CLUSTERS={tmp_path / 'c'}", "INDEX=runs/x", "PORT=9", "SERVE_ARGS=--device cpu")
+    assert f"--index runs/x --clusters {tmp_path / 'c'} --port 9 --device cpu" in cmd
