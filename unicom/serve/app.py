@@ -25,6 +25,7 @@ from .service import Service
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).resolve().parent / "static"
+DRAIN_MIN = 32 * 2**20   # an oversized body up to max(4 x the limit, 32 MB) is read and dropped before the 413
 
 
 def route_name(scope) -> str:
@@ -56,21 +57,38 @@ class Guard:
 
         seen = [0]
 
+        async def drain() -> None:
+            # read the rest of an oversized body and drop it (up to a bound), so that the client,
+            # still sending, reads the 413 instead of a reset connection
+            more = True
+            while more and seen[0] <= drain_cap:
+                message = await receive()
+                if message["type"] != "http.request":
+                    return
+                seen[0] += len(message.get("body", b""))
+                more = message.get("more_body", False)
+
         async def receive_limited():
             message = await receive()
             if message["type"] == "http.request":
                 seen[0] += len(message.get("body", b""))
                 if seen[0] > limit:
+                    if message.get("more_body", False):
+                        await drain()
                     raise _too_large(limit)
             return message
 
+        drain_cap = max(4 * limit, DRAIN_MIN)
         try:
             length = dict(scope.get("headers") or []).get(b"content-length")
             if length is not None and length.isdigit() and int(length) > limit:
                 exn = _too_large(limit)
                 metrics.errors.labels(route="other", kind=exn.kind).inc()
+                drained = int(length) <= drain_cap
+                if drained:
+                    await drain()
                 await JSONResponse(error_body(exn.kind, exn.message), status_code=exn.status,
-                                   headers={"Connection": "close"})(scope, receive, send_counted)
+                                   headers=None if drained else {"Connection": "close"})(scope, receive, send_counted)
                 return
             await self.app(scope, receive_limited, send_counted)
         finally:
