@@ -95,6 +95,15 @@ def test_the_page_searches_follows_results_and_browses_pseudo_classes(live_serve
     assert "Search from it" in label
     d.get(d.current_url)  # the shared URL alone reproduces the query
     _wait(d, lambda d: f"item {item}" in d.find_element(By.ID, "query-label").text)
+    # from the keyboard: focus the second result and press Enter
+    from selenium.webdriver.common.keys import Keys
+
+    second = _wait(d, lambda d: d.find_elements(By.CSS_SELECTOR, "#results .card"))[1]
+    d.execute_script("arguments[0].focus()", second)
+    assert d.switch_to.active_element == second
+    before = d.current_url
+    second.send_keys(Keys.ENTER)
+    _wait(d, lambda d: d.current_url != before and "q=item%3A" in d.current_url)
 
     # the pseudo-class tab: sorted by purity, a class opens its members, a member seeds a search
     d.find_element(By.ID, "tab-classes").click()
