@@ -84,10 +84,8 @@ class EncodeQueue:
             try:
                 with self.metrics.timed("encode"):
                     rows = await loop.run_in_executor(self._executor, self.encode_fn, images)
-            except Exception as exn:  # noqa: BLE001 (handed to each waiting request)
-                for _, fut in jobs:
-                    if not fut.done():
-                        fut.set_exception(exn)
+            except Exception:  # noqa: BLE001 (one request's image must not fail the others of its batch)
+                await self._one_by_one(jobs)
                 continue
             self.batch_seconds = 0.8 * self.batch_seconds + 0.2 * (loop.time() - t0)
             self.metrics.batch.observe(len(images))
@@ -96,6 +94,24 @@ class EncodeQueue:
                 if not fut.done():
                     fut.set_result(rows[start:start + len(imgs)])
                 start += len(imgs)
+
+    async def _one_by_one(self, jobs: List[Tuple[List[Any], asyncio.Future]]) -> None:
+        """Encode each request of a failed batch alone; a request that fails alone gets a 400."""
+        loop = asyncio.get_running_loop()
+        for imgs, fut in jobs:
+            try:
+                with self.metrics.timed("encode"):
+                    rows = await loop.run_in_executor(self._executor, self.encode_fn, imgs)
+            except ValueError as exn:  # the encoder cannot embed this image (``Searcher.embed``)
+                if not fut.done():
+                    fut.set_exception(ApiError(400, "bad_image", str(exn)))
+                continue
+            except Exception as exn:  # noqa: BLE001 (handed to the request: a 500 naming it)
+                if not fut.done():
+                    fut.set_exception(exn)
+                continue
+            if not fut.done():
+                fut.set_result(rows)
 
     def close(self) -> None:
         """Stop the worker and its thread."""

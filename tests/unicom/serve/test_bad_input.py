@@ -128,3 +128,54 @@ def test_past_the_queue_limit_requests_get_503_with_retry_after(service):
     assert_one_line_error(second, 503, "overloaded")
     assert int(second.headers["retry-after"]) >= 1
     assert 'kind="overloaded"' in metrics.text
+
+
+def test_an_image_the_encoder_refuses_fails_alone_not_its_whole_batch(service):
+    """Requests queued together share a batch; when the encoder refuses one image (a ValueError,
+    as ``Searcher.embed`` raises), the others still get their results and that one a 400."""
+    import httpx
+    from PIL import Image
+
+    from unicom.serve.app import create_app
+    from unicom.serve.config import ServeConfig
+    from unicom.serve.service import Service
+
+    cfg = ServeConfig(index=str(service.searcher.index.dir), device="cpu", queue_limit=8, no_progress=True)
+    svc = Service(cfg, service.searcher)
+    gate, entered, batches = threading.Event(), threading.Event(), []
+    real = svc.queue.encode_fn
+
+    def refusing(images):
+        batches.append(len(images))
+        entered.set()
+        assert gate.wait(30)
+        if any(im.size == (13, 13) for im in images):
+            raise ValueError("cannot embed the query image (13x13: refused here)")
+        return real(images)
+
+    svc.queue.encode_fn = refusing
+    app = create_app(service=svc)
+    good = item_bytes(service, 8)
+    buf = io.BytesIO()
+    Image.new("RGB", (13, 13), "blue").save(buf, format="PNG")
+
+    async def scenario():
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+            post = lambda data: c.post("/search?k=1", files={"image": ("q", data, "image/png")})
+            first = asyncio.create_task(post(good))
+            while not entered.is_set():
+                await asyncio.sleep(0.01)
+            rest = [asyncio.create_task(post(good)), asyncio.create_task(post(buf.getvalue()))]
+            while svc.queue.pending < 3:
+                await asyncio.sleep(0.01)
+            gate.set()
+            return await first, await rest[0], await rest[1]
+
+    try:
+        first, second, refused = asyncio.run(scenario())
+    finally:
+        gate.set()
+        svc.close()
+    assert batches[:2] == [1, 2]  # the two waiting requests were encoded as one batch, then one by one
+    assert first.status_code == second.status_code == 200 and second.json()["results"][0]["id"] == 8
+    assert "13x13" in assert_one_line_error(refused, 400, "bad_image")["error"]

@@ -45,7 +45,8 @@ function el(tag, attrs, ...children) {
 function card(src, alt, lines, onclick, label) {
   const meta = el("span", { class: "meta" }, ...lines);
   return el("button", { class: "card", type: "button", onclick, "aria-label": label, title: alt },
-            el("img", { src, alt, loading: "lazy", width: "150", height: "150" }), meta);
+            el("img", { src, alt, loading: "lazy", width: "150", height: "150",
+                        onerror: (e) => e.target.classList.add("missing") }), meta);
 }
 
 // ---------------------------------------------------------------- search
