@@ -4,11 +4,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from unicom.sample_data import generate_sample_set
 
 REPO = Path(__file__).resolve().parents[3]
 
 
+@pytest.mark.timeout(600)  # the demo's own subprocess limit is 400 s: the suite's 300 s must not cut it short
 def test_scaled_down_demo_runs_end_to_end(tmp_path):
     sample = tmp_path / "sample"
     generate_sample_set(str(sample), seed=0, per_concept=10, heldout_per_concept=8, shard_size=120, image_size=64)
