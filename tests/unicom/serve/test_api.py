@@ -115,3 +115,21 @@ def test_the_page_and_its_files_are_served(client):
     assert "/static/app.js" in r.text and "/static/style.css" in r.text
     for f in ("app.js", "style.css"):
         assert client.get(f"/static/{f}").status_code == 200
+
+
+def test_an_index_without_stored_vectors_re_embeds_the_item(service, serve_index, tmp_path):
+    """IVF gives no vector back without a direct map: a search from an item embeds its image."""
+    from fastapi.testclient import TestClient
+
+    from unicom.embed import build_index_dir
+    from unicom.serve.app import create_app
+    from unicom.serve.config import ServeConfig
+    from unicom.serve.service import Service
+
+    ivf = build_index_dir(serve_index, tmp_path / "ivf", "ivf", nlist=4, nprobe=4)
+    svc = Service.load(ServeConfig(index=str(ivf), device="cpu", no_progress=True))
+    assert svc.item_vector(12) is None
+    with TestClient(create_app(service=svc)) as c:
+        res = c.get("/items/12/neighbours?k=3").json()["results"]
+    assert res[0]["id"] == 12 and res[0]["score"] > 0.999
+    assert service.item_vector(12) is not None  # the flat index gives it back
