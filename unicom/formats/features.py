@@ -245,8 +245,9 @@ def _with_truncated_digest(record: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def remove_shard(fdir: PathLike, name: str) -> None:
-    """Delete a shard's files (record first), e.g. to have it extracted again."""
-    for p in (record_path(fdir, name), *shard_paths(fdir, name)):
+    """Delete a shard's files (record first), e.g. to have it extracted again, and the label
+    file made from its features (``../labels/SHARD.npy``)."""
+    for p in (record_path(fdir, name), *shard_paths(fdir, name), label_path(labels_dir(Path(fdir).parent), name)):
         if p.exists():
             os.remove(p)
 
