@@ -180,6 +180,15 @@ def load_distractors(spec: str, encoder=None, *, precision: str = "bf16", cache_
     return _embed_cached(spec, encoder, precision, cache_root, batch_size, workers, progress, lock_wait_s)
 
 
+def cache_folder(spec: str, encoder, precision: str, cache_root=None) -> Tuple[Path, Dict[str, Any]]:
+    """(the cache folder of ``spec`` embedded by ``encoder``, the identity recorded in it): the
+    folder is named by a hash of the identity (encoder, precision, source)."""
+    source = str(Path(spec).expanduser().resolve()) if "://" not in spec and "{" not in spec else spec
+    identity = {"encoder": encoder_identity(encoder, precision), "source": source, "format": 1}
+    key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:20]
+    return Path(cache_root or default_cache_root()).expanduser() / key, identity
+
+
 @contextmanager
 def _cache_lock(cache: Path, wait_s: float) -> Iterator[None]:
     """Hold the cache folder's lock; while another job holds it (building the same cache),
@@ -213,10 +222,7 @@ def _embed_cached(spec: str, encoder, precision: str, cache_root, batch_size: in
     from unicom.embed import embed_to_features
 
     r1m = revisitop1m_list(spec)
-    source = str(Path(spec).expanduser().resolve()) if "://" not in spec and "{" not in spec else spec
-    identity = {"encoder": encoder_identity(encoder, precision), "source": source, "format": 1}
-    key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:20]
-    cache = Path(cache_root or default_cache_root()).expanduser() / key
+    cache, identity = cache_folder(spec, encoder, precision, cache_root)
     cache.mkdir(parents=True, exist_ok=True)
     with _cache_lock(cache, lock_wait_s):
         id_file = cache / IDENTITY_FILE
