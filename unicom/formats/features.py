@@ -163,12 +163,12 @@ def extraction_todo(fdir: PathLike, name: str, stamp: Optional[Dict[str, Any]] =
         return "its input was empty when it was read"
     old = rec.get("input") or {}
     if stamp is not None:
-        if "digest" in stamp and "digest" in old and old["digest"] != stamp["digest"]:
-            return (f"its files were renamed, swapped, added or removed since they were read (digest "
-                    f"{short(old['digest'])} → {short(stamp['digest'])})")
         for field in ("size", "mtime_ns", "files"):
             if field in stamp and field in old and old[field] != stamp[field]:
                 return f"its input changed since it was read ({field} {old.get(field)} → {stamp[field]})"
+        if "digest" in stamp and "digest" in old and old["digest"] != stamp["digest"]:
+            return (f"its files were renamed, swapped, added or removed since they were read (digest "
+                    f"{short(old['digest'])} → {short(stamp['digest'])})")
     errors = [r for r in READ_ERRORS if rec.get("skipped", {}).get(r)]
     if errors:
         if errors == ["truncated_tar"] and _same_truncated_input(old, stamp):
