@@ -96,3 +96,23 @@ def test_an_epoch_counts_the_labels_of_the_shards_used(toy_labels):
     everything = ShardData(tiny_config(), init_distributed("cpu"), str(shards), str(labels), None)
     assert everything.samples_per_epoch == int(np.sum(read_npy(labels / "class_sizes.npy")))
     assert "an epoch is" not in everything.describe()
+
+
+def test_a_folder_in_use_is_refused_before_torch_is_imported(toy_labels, tmp_path):
+    """The refusal used to come after torch, the data and the model were set up (seconds under
+    load); it now comes from the command-line layer, before any heavy import."""
+    import subprocess
+    import sys
+
+    from unicom.cli.run_lock import lock_output_dir
+
+    shards, labels = toy_labels
+    env = dict(os.environ, PYTHONPATH=os.getcwd(), OMP_NUM_THREADS="1")
+    with lock_output_dir(tmp_path / "run", "unicom-train"):
+        proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "unicom.train.cli",
+                               *_args(shards, labels, tmp_path / "run")], env=env, capture_output=True, text=True,
+                              timeout=120)
+    assert proc.returncode == 5, proc.stderr[-2000:]
+    assert f"pid {os.getpid()}" in proc.stderr.strip().splitlines()[-1]
+    imported = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
+    assert "unicom.cli.run_lock" in imported and "torch" not in imported
