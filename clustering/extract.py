@@ -111,8 +111,8 @@ def extract_features(shard_paths: Sequence[Any], out: str, cfg: ExtractConfig, c
     settings = {"model": cfg.model, "pretrained": _pretrained_id(cfg.pretrained), "modality": cfg.modality,
                 "image_weight": wi, "text_weight": wt, fs.PRETRAINED_SHA256: weights_sha256(cfg.pretrained)}
     fdir = ff.features_dir(out)
-    if fs.drop_if_other_weights(ff.read_meta(fdir), settings, out, ctx.is_main):
-        barrier()  # rank 0 removed the stale shards before anyone looks for finished ones
+    # rank 0 decides and removes stale shards; the broadcast holds the other ranks until it is done
+    broadcast_object(fs.drop_if_other_weights(ff.read_meta(fdir), settings, out) if ctx.is_main else None, src=0)
     fs.check_meta(ff.read_meta(fdir), settings, out)
     pending, stamps = broadcast_object(_pending(shard_paths, fdir) if ctx.is_main else None, src=0)
     if pending and model_bundle is None:  # with nothing to do, the model is never built or loaded

@@ -32,24 +32,24 @@ def check_meta(existing: Optional[Dict], new: Dict, out: str) -> None:
 PRETRAINED_SHA256 = "pretrained_sha256"   # meta.json: the SHA-256 of the CLIP weights file (content identity)
 
 
-def drop_if_other_weights(existing: Optional[Dict], new: Dict, out: str, is_main: bool) -> bool:
+def drop_if_other_weights(existing: Optional[Dict], new: Dict, out: str) -> bool:
     """When ``OUT/features`` was extracted with CLIP weights of another content at the same path
-    (``pretrained_sha256`` differs), its features are stale: rank 0 removes every shard and
-    ``meta.json``, with a warning that says why, so that all of them are extracted again (and
-    k-means and the labels follow). Returns True when they were dropped."""
+    (``pretrained_sha256`` differs), its features are stale: remove every shard (with its
+    labels) and ``meta.json``, with a warning that says why, so that all of them are extracted
+    again (and k-means and the labels follow). Returns True when they were dropped. Called by
+    one process (the main rank)."""
     from unicom.formats.fingerprint import short
 
     old, now = (existing or {}).get(PRETRAINED_SHA256), new.get(PRETRAINED_SHA256)
     if not old or not now or old == now or (existing or {}).get("pretrained") != new.get("pretrained"):
         return False
     fdir = ff.features_dir(out)
-    if is_main:
-        names = {p.name[:-len(ff.RECORD_SUFFIX)] for p in fdir.glob(f"*{ff.RECORD_SUFFIX}")} | set(ff.shard_names(fdir))
-        log.warning("the CLIP weights %s changed since the features in %s were extracted (sha256 %s → %s): its %d "
-                    "shard(s) are extracted again", new.get("pretrained"), fdir, short(old), short(now), len(names))
-        for name in sorted(names):
-            ff.remove_shard(fdir, name)
-        (fdir / ff.META_FILE).unlink(missing_ok=True)
+    names = {p.name[:-len(ff.RECORD_SUFFIX)] for p in fdir.glob(f"*{ff.RECORD_SUFFIX}")} | set(ff.shard_names(fdir))
+    log.warning("the CLIP weights %s changed since the features in %s were extracted (sha256 %s → %s): its %d "
+                "shard(s) are extracted again", new.get("pretrained"), fdir, short(old), short(now), len(names))
+    for name in sorted(names):
+        ff.remove_shard(fdir, name)
+    (fdir / ff.META_FILE).unlink(missing_ok=True)
     return True
 
 
