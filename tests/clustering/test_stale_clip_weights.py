@@ -79,3 +79,46 @@ def test_other_clip_weights_at_another_path_are_still_refused(tmp_path):
     with pytest.raises(ValueError, match="pretrained") as info:
         check_meta(old, new, str(tmp_path))
     assert "--output" in str(info.value) and not re.search(r"--out\b", str(info.value))
+
+
+def _two_rank_worker(rank, world, port, shards, out, weights, result_dir):
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(world),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    from unicom.models.clip_loader import create_clip
+    from unicom.runtime.distributed import barrier, cleanup_distributed
+
+    ctx = init_distributed("cpu")
+    try:
+        cfg = ExtractConfig(model="TinyCLIP-demo", pretrained=weights, batch_size=64, workers=0, modality="image")
+        first = extract_features(shards, out, cfg, ctx)
+        barrier()
+        if ctx.is_main:  # the weights are rewritten between two runs
+            _write_weights(Path(weights), create_clip("TinyCLIP-demo", "none")[0], 0.5)
+        barrier()
+        second = extract_features(shards, out, cfg, ctx)
+        Path(result_dir, f"rank{rank}.json").write_text(json.dumps(
+            {"first": first.written_by_rank, "second": second.written_by_rank}))
+    finally:
+        cleanup_distributed()
+
+
+@pytest.mark.slow
+def test_two_ranks_agree_on_rewritten_clip_weights(sample_set, tiny_clip, tmp_path):
+    """Rank 0 decides and removes the stale shards; the other rank waits for it (no rank is left
+    at a collective the other skipped) and every shard is extracted again exactly once."""
+    import torch.multiprocessing as mp
+
+    from tests.conftest import free_port
+
+    root, _ = sample_set
+    shards = expand_shards(str(root / "shards"))[:2]
+    weights = tmp_path / "clip.safetensors"
+    _write_weights(weights, tiny_clip[0], 1.0)
+    mp.start_processes(_two_rank_worker, args=(2, free_port(), shards, str(tmp_path / "out"), str(weights),
+                                               str(tmp_path)), nprocs=2, start_method="spawn", join=True)
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
+    for run in ("first", "second"):
+        assert ranks[0][run] == ranks[1][run]
+        assert sorted(sum(ranks[0][run], [])) == ["00000", "00001"]
+    assert ff.read_meta(ff.features_dir(tmp_path / "out"))["pretrained_sha256"] == file_sha256(weights)
