@@ -24,6 +24,7 @@ from unicom.cli.progress import progress_bar
 from unicom.data.shards import shard_name, split_for_rank, unique_names
 from unicom.data.wds_reader import SkipCounter
 from unicom.formats import features as ff
+from unicom.formats.fingerprint import weights_sha256
 from unicom.runtime.device import autocast_dtype
 from unicom.runtime.distributed import DistContext, all_gather_object, barrier, broadcast_object
 
@@ -108,8 +109,10 @@ def extract_features(shard_paths: Sequence[Any], out: str, cfg: ExtractConfig, c
     device = ctx.device
     res = ExtractResult()
     settings = {"model": cfg.model, "pretrained": _pretrained_id(cfg.pretrained), "modality": cfg.modality,
-                "image_weight": wi, "text_weight": wt}
+                "image_weight": wi, "text_weight": wt, fs.PRETRAINED_SHA256: weights_sha256(cfg.pretrained)}
     fdir = ff.features_dir(out)
+    # rank 0 decides and removes stale shards; the broadcast holds the other ranks until it is done
+    broadcast_object(fs.drop_if_other_weights(ff.read_meta(fdir), settings, out) if ctx.is_main else None, src=0)
     fs.check_meta(ff.read_meta(fdir), settings, out)
     pending, stamps = broadcast_object(_pending(shard_paths, fdir) if ctx.is_main else None, src=0)
     if pending and model_bundle is None:  # with nothing to do, the model is never built or loaded

@@ -4,12 +4,15 @@ chunked streaming, each read checked for NaN/Inf rows (named by file and row).
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from unicom.formats import features as ff
+
+log = logging.getLogger(__name__)
 
 # meta.json fields that must agree between a resumed run and the files already written
 _META_MUST_MATCH = ("model", "pretrained", "modality", "image_weight", "text_weight", "dim")
@@ -23,7 +26,31 @@ def check_meta(existing: Optional[Dict], new: Dict, out: str) -> None:
             if k in existing and k in new and existing.get(k) != new.get(k)]
     if diff:
         raise ValueError(f"{ff.features_dir(out)} holds features made with other settings ("
-                         + "; ".join(diff) + "). Use another --out, or delete that folder to start over")
+                         + "; ".join(diff) + "). Use another --output, or delete that folder to start over")
+
+
+PRETRAINED_SHA256 = "pretrained_sha256"   # meta.json: the SHA-256 of the CLIP weights file (content identity)
+
+
+def drop_if_other_weights(existing: Optional[Dict], new: Dict, out: str) -> bool:
+    """When ``OUT/features`` was extracted with CLIP weights of another content at the same path
+    (``pretrained_sha256`` differs), its features are stale: remove every shard (with its
+    labels) and ``meta.json``, with a warning that says why, so that all of them are extracted
+    again (and k-means and the labels follow). Returns True when they were dropped. Called by
+    one process (the main rank)."""
+    from unicom.formats.fingerprint import short
+
+    old, now = (existing or {}).get(PRETRAINED_SHA256), new.get(PRETRAINED_SHA256)
+    if not old or not now or old == now or (existing or {}).get("pretrained") != new.get("pretrained"):
+        return False
+    fdir = ff.features_dir(out)
+    names = {p.name[:-len(ff.RECORD_SUFFIX)] for p in fdir.glob(f"*{ff.RECORD_SUFFIX}")} | set(ff.shard_names(fdir))
+    log.warning("the CLIP weights %s changed since the features in %s were extracted (sha256 %s → %s): its %d "
+                "shard(s) are extracted again", new.get("pretrained"), fdir, short(old), short(now), len(names))
+    for name in sorted(names):
+        ff.remove_shard(fdir, name)
+    (fdir / ff.META_FILE).unlink(missing_ok=True)
+    return True
 
 
 @dataclass(frozen=True)

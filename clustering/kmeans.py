@@ -70,7 +70,7 @@ def check_k(k: int, n: int, what: str = "samples") -> None:
         raise ValueError(f"K must be >= 1, got {k}")
     if k > n:
         raise ValueError(f"K={k} is larger than the number of {what} ({n}): k-means needs at least one "
-                         f"point per cluster. Lower --k or give more data")
+                         f"point per cluster. Lower --num-clusters or give more data")
 
 
 @dataclass
@@ -84,7 +84,9 @@ class KMeansState:
 
 
 def _params(niter: int, seed: int, max_points_per_centroid: int, verbose: bool):
-    import faiss
+    from unicom.runtime.faiss_utils import import_faiss
+
+    faiss = import_faiss()
 
     cp = faiss.ClusteringParameters()
     cp.niter = int(niter)
@@ -101,7 +103,9 @@ _FIELDS = ("obj", "time", "time_search", "imbalance_factor", "nsplit")
 
 def _train(x, k, cp, index, weights, centroids):
     """One faiss ``Clustering.train`` call; returns (unit centroids, list of iteration stats)."""
-    import faiss
+    from unicom.runtime.faiss_utils import import_faiss
+
+    faiss = import_faiss()
 
     n, d = x.shape
     clus = faiss.Clustering(d, k, cp)
@@ -210,7 +214,9 @@ def spherical_kmeans(x: np.ndarray, k: int, niter: int = DEFAULT_NITER, seed: in
 
 
 def _set_init(cp, init: str, k: int) -> None:
-    import faiss
+    from unicom.runtime.faiss_utils import import_faiss
+
+    faiss = import_faiss()
 
     init = resolve_init(init, k)
     if init == "random":

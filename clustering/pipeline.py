@@ -47,9 +47,12 @@ def resolve_gpu_list(spec: str, ctx: DistContext, all_of_them: bool) -> List[int
     return pick_gpus(spec, local_rank=None if all_of_them else ctx.local_rank)
 
 
-def _fingerprint(shards: Sequence[fs.FeatureShard], cfg: ClusterConfig, world: int) -> str:
+def _fingerprint(shards: Sequence[fs.FeatureShard], cfg: ClusterConfig, world: int,
+                 weights: Optional[str] = None) -> str:
     h = hashlib.sha256()
     h.update(json.dumps([[s.name, s.n, s.dim] for s in shards]).encode())
+    if weights:  # the CLIP weights' content: features of rewritten weights need new centroids
+        h.update(weights.encode())
     keys = dict(k=cfg.k, method=cfg.method, niter=cfg.niter, mppc=cfg.max_points_per_centroid, seed=cfg.seed,
                 init=cfg.init,
                 coarse_k=cfg.coarse_k, parts=cfg.parts, local=cfg.local_method,
@@ -96,7 +99,7 @@ def run_kmeans(out: str, names: Sequence[str], cfg: ClusterConfig, ctx: DistCont
     n_total = sum(s.n for s in shards)
     dim = fs.feature_dim(shards)
     check_k(cfg.k, n_total)
-    fp = _fingerprint(shards, cfg, ctx.world_size)
+    fp = _fingerprint(shards, cfg, ctx.world_size, ff.read_meta(ff.features_dir(out)).get(fs.PRETRAINED_SHA256))
     cpath, jpath = Path(out) / CENTROIDS, Path(out) / KMEANS_JSON
     reuse = False
     if ctx.is_main and not cfg.redo_kmeans and cpath.is_file() and jpath.is_file():

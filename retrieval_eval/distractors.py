@@ -22,9 +22,11 @@ import hashlib
 import json
 import logging
 import os
+import time
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Iterator, Optional, Tuple
 
 import numpy as np
 
@@ -38,6 +40,9 @@ REVISITOP1M_LIST = "revisitop1m.txt"
 REVISITOP1M_IMAGES = "jpg"
 IDENTITY_FILE = "identity.json"
 CACHE_SUBDIR = "distractors"
+LOCK_WAIT_S = 1800.0   # how long a run waits for another job building the same cache
+LOCK_NOTE_S = 30.0     # a note while waiting, this often
+LOCK_POLL_S = 0.5
 
 
 @dataclass
@@ -154,10 +159,12 @@ def _revisitop1m_images(list_file: Path, images: Path, cache: Path) -> Tuple[str
 
 
 def load_distractors(spec: str, encoder=None, *, precision: str = "bf16", cache_root=None, batch_size: int = 128,
-                     workers: int = 0, progress: bool = False) -> Distractors:
+                     workers: int = 0, progress: bool = False, lock_wait_s: float = LOCK_WAIT_S) -> Distractors:
     """Distractor features for ``spec`` (see the module docstring), embedded with ``encoder``
     (a ``LoadedEncoder``) and cached, or read when precomputed. ``encoder=None`` accepts
-    precomputed features only."""
+    precomputed features only. A cache that another job is building is waited for, at most
+    ``lock_wait_s`` seconds (with a note every ``LOCK_NOTE_S``), then refused naming
+    ``--distractor-cache``."""
     spec = str(spec)
     if spec.endswith(".npy") and Path(spec).is_file():
         feats = _normalize(read_npy(spec))
@@ -170,21 +177,54 @@ def load_distractors(spec: str, encoder=None, *, precision: str = "bf16", cache_
     if encoder is None:
         raise ValueError(f"--distractors {spec}: images need an encoder (--model or --clip-model); with "
                          "--embeddings pass precomputed distractor features (a unicom-embed folder or a .npy)")
-    return _embed_cached(spec, encoder, precision, cache_root, batch_size, workers, progress)
+    return _embed_cached(spec, encoder, precision, cache_root, batch_size, workers, progress, lock_wait_s)
 
 
-def _embed_cached(spec: str, encoder, precision: str, cache_root, batch_size: int, workers: int,
-                  progress: bool) -> Distractors:
-    from unicom.cli.run_lock import lock_output_dir
-    from unicom.embed import embed_to_features
-
-    r1m = revisitop1m_list(spec)
+def cache_folder(spec: str, encoder, precision: str, cache_root=None) -> Tuple[Path, Dict[str, Any]]:
+    """(the cache folder of ``spec`` embedded by ``encoder``, the identity recorded in it): the
+    folder is named by a hash of the identity (encoder, precision, source)."""
     source = str(Path(spec).expanduser().resolve()) if "://" not in spec and "{" not in spec else spec
     identity = {"encoder": encoder_identity(encoder, precision), "source": source, "format": 1}
     key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:20]
-    cache = Path(cache_root or default_cache_root()).expanduser() / key
+    return Path(cache_root or default_cache_root()).expanduser() / key, identity
+
+
+@contextmanager
+def _cache_lock(cache: Path, wait_s: float) -> Iterator[None]:
+    """Hold the cache folder's lock; while another job holds it (building the same cache),
+    wait up to ``wait_s`` seconds with a note now and then, then refuse in one line."""
+    from unicom.cli.run_lock import FolderLockedError, lock_output_dir
+
+    start = time.monotonic()
+    noted = -LOCK_NOTE_S
+    while True:
+        stack = ExitStack()
+        try:
+            stack.enter_context(lock_output_dir(cache, "unicom-eval --distractors"))
+            break
+        except FolderLockedError as exn:
+            waited = time.monotonic() - start
+            if waited >= wait_s:
+                raise ValueError(f"the distractor cache {cache} is still being built by another job after "
+                                 f"{waited:.0f} s of waiting ({exn}); run again once it is done, or give this run its "
+                                 "own --distractor-cache FOLDER") from None
+            if waited - noted >= LOCK_NOTE_S:
+                noted = waited
+                log.warning("distractors: waiting for the cache %s (%.0f s so far, at most %.0f s): %s", cache,
+                            waited, wait_s, exn)
+            time.sleep(min(LOCK_POLL_S, max(0.0, wait_s - waited)))
+    with stack:
+        yield
+
+
+def _embed_cached(spec: str, encoder, precision: str, cache_root, batch_size: int, workers: int,
+                  progress: bool, lock_wait_s: float = LOCK_WAIT_S) -> Distractors:
+    from unicom.embed import embed_to_features
+
+    r1m = revisitop1m_list(spec)
+    cache, identity = cache_folder(spec, encoder, precision, cache_root)
     cache.mkdir(parents=True, exist_ok=True)
-    with lock_output_dir(cache, "unicom-eval --distractors"):
+    with _cache_lock(cache, lock_wait_s):
         id_file = cache / IDENTITY_FILE
         if id_file.is_file() and json.loads(id_file.read_text()) != identity:
             raise ValueError(f"the distractor cache {cache} was built for another encoder or source; delete it")

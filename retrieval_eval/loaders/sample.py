@@ -1,6 +1,6 @@
 """``sample``: the held-out concepts of the toolkit's own sample set (``make sample``), in the
 image-folder layout ``DATA_ROOT/heldout/<concept>/*.jpg``. Every image is a query against all
-the others. Offline: the set is drawn by ``python -m unicom.sample_data --out DIR``.
+the others. Offline: the set is drawn by ``python -m unicom.sample_data --output DIR``.
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from .base import Benchmark, missing_file_error
 
 NAME = "sample"
 DEFAULT_ROOT = "data/sample"
-SOURCE = "the toolkit's sample set: `make sample` or `python -m unicom.sample_data --out DIR` (no download)"
+SOURCE = "the toolkit's sample set: `make sample` or `python -m unicom.sample_data --output DIR` (no download)"
 
 
 def load(data_root=None, **_) -> Benchmark:

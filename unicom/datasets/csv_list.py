@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 from typing import Dict, Union
 
@@ -34,13 +35,25 @@ def locate(data_root: Union[str, Path, None]) -> Path:
     return path
 
 
+def _decode(path: Path) -> str:
+    """The CSV's text: UTF-8, with a leading byte-order mark dropped (spreadsheets write one).
+    Other bytes are a ``LayoutError`` naming the file and line."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exn:
+        line = data[:exn.start].count(b"\n") + 1
+        raise LayoutError(f"{path}:{line}: byte 0x{data[exn.start]:02x} is not UTF-8 ({exn.reason}); re-save the "
+                          "file as UTF-8 (e.g. 'CSV UTF-8' in a spreadsheet, or iconv -f latin1 -t utf-8)") from None
+
+
 def read(data_root) -> Dict[str, LabelledList]:
     """``{"train", "query", "gallery", "all", "": LabelledList}`` (``""``: rows without a split),
     labels as stripped strings, origins ``file:line``. Raises ``LayoutError`` naming the
     file and line for a row with fewer than two columns or an unknown split."""
     path = locate(data_root)
     parts = {k: LabelledList(NAME, k, path.parent, origins=[], source=SOURCE, info={"list": str(path)}) for k in KNOWN}
-    with open(path, newline="") as f:
+    with io.StringIO(_decode(path), newline="") as f:
         for n, row in enumerate(csv.reader(f), start=1):
             if not row or all(not c.strip() for c in row):
                 continue

@@ -75,7 +75,10 @@ def list_folder(root, name: str = DEFAULT_NAME) -> ImageFiles:
     root = Path(root).expanduser().resolve()
     if not root.is_dir():
         raise NotADirectoryError(f"{root} is not a directory")
-    keys = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file() and is_image_path(p.name))
+    # a symlink that leads nowhere (a loop, a dangling link) stays listed: reading it fails and is
+    # counted as a skipped image, instead of vanishing from the counts
+    keys = sorted(p.relative_to(root).as_posix() for p in root.rglob("*")
+                  if is_image_path(p.name) and (p.is_file() or (p.is_symlink() and not p.is_dir())))
     if not keys:
         raise ValueError(f"no images ({', '.join(IMAGE_SUFFIXES)}) found under {root}")
     return ImageFiles(name, root, keys, [root / k for k in keys])

@@ -34,6 +34,7 @@ from .dataset import (
 )
 
 log = logging.getLogger(__name__)
+WEIGHTS_SHA256 = "weights_sha256"   # meta.json / index.json: the SHA-256 of the encoder's weights file
 
 
 @dataclass
@@ -67,7 +68,7 @@ def embed_to_features(model: Union[str, os.PathLike, LoadedEncoder], input_spec:
                                                                        heads=heads, progress=progress)
     kind, items = resolve_input(str(input_spec), input_type, name)
     fdir = ff.features_dir(out)
-    meta = _check_meta(ff.read_meta(fdir), enc, fdir)
+    meta = _check_meta(_drop_if_other_weights(ff.read_meta(fdir), enc, fdir), enc, fdir)
     sources = dict(meta.get("sources") or {})
     new_sources = ({items.name: {"kind": "files", "source": items.source}} if kind == "files" else
                    {shard_name(s): {"kind": "tar", "source": _abs(s)} for s in items})
@@ -75,7 +76,7 @@ def embed_to_features(model: Union[str, os.PathLike, LoadedEncoder], input_spec:
         old = sources.get(shard)
         if old and old.get("source") != rec["source"] and not overwrite:
             raise ValueError(f"{fdir} already holds a shard named {shard!r} from {old.get('source')}; pass another "
-                             f"--name / --out, or --overwrite")
+                             f"--name / --output, or --overwrite")
     sources.update(new_sources)
     meta.update(sources=sources)
     ff.write_meta(fdir, meta)
@@ -120,14 +121,35 @@ def _write(fdir: Path, name: str, feats: List[np.ndarray], keys: List[str], dim:
                                            "skipped": skips.as_dict(), "skip_examples": skips.examples})
 
 
+def _drop_if_other_weights(meta: dict, enc: LoadedEncoder, fdir: Path) -> dict:
+    """When the encoder's weights changed at the same path since ``fdir`` was written (another
+    SHA-256 in meta.json), every shard there is stale: remove them all, with a warning that says
+    why, and return an empty meta (the folder then holds this encoder's features only)."""
+    from ..formats.fingerprint import short, weights_sha256
+
+    old, new = meta.get(WEIGHTS_SHA256), weights_sha256(enc.weights)
+    if not old or new is None or old == new or meta.get("model") != portable_source(enc.source):
+        return meta  # the same weights, or another encoder altogether (refused by _check_meta)
+    names = sorted(p.name[:-len(ff.RECORD_SUFFIX)] for p in fdir.glob(f"*{ff.RECORD_SUFFIX}")) + [
+        n for n in ff.shard_names(fdir) if not ff.record_path(fdir, n).exists()]
+    log.warning("the encoder's weights %s changed since the features in %s were made (sha256 %s → %s): its %d "
+                "shard(s) are removed and embedded again", enc.weights, fdir, short(old), short(new), len(set(names)))
+    for name in set(names):
+        ff.remove_shard(fdir, name)
+    return {}
+
+
 def _check_meta(meta: dict, enc: LoadedEncoder, fdir: Path) -> dict:
+    from ..formats.fingerprint import weights_sha256
+
     record = enc.describe()
     record["model"] = portable_source(enc.source)
+    record[WEIGHTS_SHA256] = weights_sha256(enc.weights)  # content identity: what "already done" relies on
     if meta:
         for key in ("model", "image_size", "embed_dim"):
             if key in meta and meta[key] != record[key]:
                 raise ValueError(f"{fdir} holds features of another encoder ({key}: {meta[key]!r}, this run: "
-                                 f"{record[key]!r}); write to another --out")
+                                 f"{record[key]!r}); write to another --output")
     return {**meta, **record, "dim": enc.embed_dim, "image_weight": 1.0, "text_weight": 0.0, "normalised": True}
 
 

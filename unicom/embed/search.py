@@ -70,6 +70,7 @@ class Searcher:
                                              progress=self.progress)
             if self._model_spec is not None:
                 check_same_encoder(self.index, self._encoder)
+            check_same_weights(self.index, self._encoder)
             if self._encoder.embed_dim != self.index.dim:
                 raise ValueError(f"the encoder embeds into {self._encoder.embed_dim} dimensions but the index holds "
                                  f"{self.index.dim}-dimensional vectors")
@@ -130,6 +131,21 @@ def check_same_encoder(index: IndexDir, encoder) -> None:
         raise ValueError(f"the index at {index.dir} was built with another encoder ({'; '.join(diff)}): "
                          f"leave --model out to use the index's own encoder, or rebuild the index with "
                          f"unicom-embed --model {encoder.source}")
+
+
+def check_same_weights(index: IndexDir, encoder) -> None:
+    """Refuse an encoder whose weights file differs in content (SHA-256) from the one that
+    embedded the index, e.g. an ``export/`` rewritten by more training at the same path: the
+    queries would be embedded in another space than the collection."""
+    from ..formats.fingerprint import short, weights_sha256
+
+    theirs = index.meta.get("weights_sha256")
+    mine = weights_sha256(encoder.weights) if theirs else None
+    if theirs and mine and mine != theirs:
+        raise ValueError(f"the encoder's weights {encoder.weights} changed since the index at {index.dir} was built "
+                         f"(sha256 {short(theirs)} → {short(mine)}); searching would compare vectors of two different "
+                         f"encoders. Rebuild the index: unicom-embed --model {encoder.source} --data DATA "
+                         f"--output {index.dir.parent if index.dir.name == 'index' else index.dir}")
 
 
 def _safe_open(searcher: Searcher, hit: Hit):

@@ -52,6 +52,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     _warn_deprecated(args)
     from ..formats.atomic_io import write_json
+    from ..models.inference import NoReadableImagesError
     from .dataset import query_paths
     from .search import Searcher
 
@@ -61,6 +62,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                             ef_search=args.ef_search, batch_size=args.batch_size, precision=args.precision,
                             progress=not args.no_progress)
         results = searcher.search_images(queries, k=args.top_k)
+    except NoReadableImagesError as exn:  # every query failed to decode: nothing to search with
+        first = f"{queries[0]}{f' and {len(queries) - 1} more' if len(queries) > 1 else ''}"
+        return fail(PROG, f"error: no query image could be read ({first}): {exn}")
     except (FileNotFoundError, ValueError, ConnectionError) as exn:
         return fail(PROG, f"error: {exn}")
     for q, hits in zip(queries, results):

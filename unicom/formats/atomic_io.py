@@ -175,6 +175,22 @@ def default_file_mode() -> int:
     return 0o666 & ~mask
 
 
+def check_writable(folder: PathLike) -> None:
+    """Create ``folder`` if needed and write, then remove, a probe file in it: a read-only,
+    forbidden or full output is an ``OutputWriteError`` naming the folder before any work."""
+    folder = Path(folder)
+    probe = folder / f".write_check.{os.getpid()}"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(probe, "wb") as f:
+            f.write(b"ok")
+        probe.unlink()
+    except OSError as exn:
+        with contextlib.suppress(OSError):
+            probe.unlink()
+        raise as_output_error(exn, folder) from None
+
+
 def write_bytes(path: PathLike, data: bytes) -> None:
     """Atomically write raw bytes to ``path``."""
     with atomic_write(path, "wb") as f:

@@ -23,6 +23,7 @@ Labels (``OUT/labels/``, written by the clustering's assignment, read by the tra
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections import Counter
 from pathlib import Path
@@ -31,6 +32,9 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from .atomic_io import read_npy, write_json, write_npy, write_text
+from .fingerprint import file_sha256, files_digest, short
+
+log = logging.getLogger(__name__)
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -99,17 +103,27 @@ def class_sizes_path(labels: PathLike) -> Path:
 def input_stamp(source: Union[PathLike, Sequence[PathLike]]) -> Dict[str, Any]:
     """What a record keeps of a shard's input, taken *before* reading it: ``path`` (absolute),
     ``size`` (bytes) and ``mtime_ns``. For a list of files (an image folder read as one
-    pseudo-shard) the sizes are summed and the newest mtime kept, with ``files`` their number.
-    A remote input (``pipe:``, URLs) gets its path alone."""
+    pseudo-shard) the sizes are summed and the newest mtime kept, with ``files`` their number
+    and ``digest`` the ``fingerprint.files_digest`` of their (relative path, size, mtime) list,
+    which catches renames and swaps. A remote input (``pipe:``, URLs) gets its path alone."""
     if isinstance(source, (list, tuple)):
-        stats = [os.stat(p) for p in source]
+        stats = [_stat(p) for p in source]
         return {"files": len(stats), "size": int(sum(s.st_size for s in stats)),
-                "mtime_ns": int(max((s.st_mtime_ns for s in stats), default=0))}
+                "mtime_ns": int(max((s.st_mtime_ns for s in stats), default=0)), "digest": files_digest(source)}
     text = os.fspath(source)  # type: ignore[arg-type]  # a single path here
     if "://" in text or text.startswith("pipe:") or not os.path.isfile(text):
         return {"path": text}
     st = os.stat(text)
     return {"path": os.path.abspath(text), "size": int(st.st_size), "mtime_ns": int(st.st_mtime_ns)}
+
+
+def _stat(path: PathLike) -> os.stat_result:
+    """``os.stat``, or the link itself for a symlink that leads nowhere (a loop, a dangling link:
+    such a file is listed, and skipped when read)."""
+    try:
+        return os.stat(path)
+    except OSError:
+        return os.lstat(path)
 
 
 def read_record(fdir: PathLike, name: str) -> Dict[str, Any]:
@@ -135,7 +149,10 @@ def extraction_todo(fdir: PathLike, name: str, stamp: Optional[Dict[str, Any]] =
 
     Done means: its three files exist (the record is written last), its input was read to the
     end with at least one record, and ``stamp`` (``input_stamp`` of the input now; None to skip
-    the check) has the recorded size and mtime."""
+    the check) has the recorded size and mtime (and, for a folder, its digest). A shard that was
+    truncated when it was read counts as done too when it is unchanged since: same size, mtime
+    and SHA-256 (``SHARD.info.json``'s ``input.sha256``); reading it again would give the same
+    rows, so its recorded rows are used and that is logged."""
     if not shard_complete(fdir, name):
         return "no features yet"
     rec = read_record(fdir, name)
@@ -144,15 +161,35 @@ def extraction_todo(fdir: PathLike, name: str, stamp: Optional[Dict[str, Any]] =
     # records of toolkit 0.1.0 have no samples_read and no input: trusted on n and their skip counts
     if int(rec.get("samples_read", rec.get("n", 0))) <= 0:
         return "its input was empty when it was read"
-    errors = [r for r in READ_ERRORS if rec.get("skipped", {}).get(r)]
-    if errors:
-        return f"its input could not be read to the end ({', '.join(errors)})"
     old = rec.get("input") or {}
     if stamp is not None:
         for field in ("size", "mtime_ns", "files"):
             if field in stamp and field in old and old[field] != stamp[field]:
                 return f"its input changed since it was read ({field} {old.get(field)} → {stamp[field]})"
+        if "digest" in stamp and "digest" in old and old["digest"] != stamp["digest"]:
+            return (f"its files were renamed, swapped, added or removed since they were read (digest "
+                    f"{short(old['digest'])} → {short(stamp['digest'])})")
+    errors = [r for r in READ_ERRORS if rec.get("skipped", {}).get(r)]
+    if errors:
+        if errors == ["truncated_tar"] and _same_truncated_input(old, stamp):
+            log.info("shard %s: truncated when it was read and unchanged since (same size, mtime and SHA-256); "
+                     "its %s recorded rows are used (fix or re-download the file to read it whole)", name,
+                     rec.get("n", "?"))
+            return None
+        return f"its input could not be read to the end ({', '.join(errors)})"
     return None
+
+
+def _same_truncated_input(old: Dict[str, Any], stamp: Optional[Dict[str, Any]]) -> bool:
+    """True when the input recorded (with its ``sha256``) is the file ``stamp`` describes now."""
+    if stamp is None or "sha256" not in old or "path" not in stamp or "size" not in stamp:
+        return False
+    if any(old.get(f) != stamp.get(f) for f in ("path", "size", "mtime_ns")):
+        return False
+    try:
+        return file_sha256(stamp["path"]) == old["sha256"]
+    except OSError:
+        return False
 
 
 # --------------------------------------------------------------------------- shard files
@@ -175,21 +212,42 @@ def write_shard(fdir: PathLike, name: str, features: np.ndarray, keys: Sequence[
                 record: Dict[str, Any]) -> None:
     """Write one shard: features (as float16), keys, then the record (with ``shard``, ``n`` and
     ``dim`` added), each atomically. The old record is removed first, so a crash mid-way never
-    leaves a complete-looking shard with stale files."""
+    leaves a complete-looking shard with stale files; the shard's label file (``../labels/``),
+    made from the old features, is removed too. The record of a shard that was read
+    truncated gets its input's ``sha256`` (while the file still has the stamped size and mtime),
+    so that an unchanged truncated shard is read only once (``extraction_todo``)."""
     features = np.asarray(features)
     check_shard(name, features, keys)
+    record = _with_truncated_digest(record)
     rec_path = record_path(fdir, name)
     if rec_path.exists():
         rec_path.unlink()
     npy, keys_path = shard_paths(fdir, name)
+    old_labels = label_path(labels_dir(Path(fdir).parent), name)
+    if npy.exists() and old_labels.exists():
+        old_labels.unlink()  # labels of the old features: the assignment labels the new ones again
     write_npy(npy, features.astype(np.float16, copy=False))
     write_text(keys_path, "".join(k + "\n" for k in keys))
     write_json(rec_path, dict(record, shard=name, n=int(features.shape[0]), dim=int(features.shape[1])))
 
 
+def _with_truncated_digest(record: Dict[str, Any]) -> Dict[str, Any]:
+    inp = record.get("input") or {}
+    if not (record.get("skipped") or {}).get("truncated_tar") or "path" not in inp or "size" not in inp:
+        return record
+    try:
+        st = os.stat(inp["path"])
+        if (st.st_size, st.st_mtime_ns) != (inp["size"], inp.get("mtime_ns")):
+            return record  # changed while it was read: the next run reads it again anyway
+        return dict(record, input=dict(inp, sha256=file_sha256(inp["path"])))
+    except OSError:
+        return record
+
+
 def remove_shard(fdir: PathLike, name: str) -> None:
-    """Delete a shard's files (record first), e.g. to have it extracted again."""
-    for p in (record_path(fdir, name), *shard_paths(fdir, name)):
+    """Delete a shard's files (record first), e.g. to have it extracted again, and the label
+    file made from its features (``../labels/SHARD.npy``)."""
+    for p in (record_path(fdir, name), *shard_paths(fdir, name), label_path(labels_dir(Path(fdir).parent), name)):
         if p.exists():
             os.remove(p)
 

@@ -5,7 +5,8 @@ clip-retrieval layout. This module is the one owner of those names.
   index.faiss   the faiss index; row i is the i-th feature in shard-name order
   keys.txt      n lines: the key of row i
   index.json    {"format": "unicom-index", "type", "n", "dim", "params", "metric": "inner_product",
-                 "model", "image_size", "heads", "embed_dim", "weights", "features": dir,
+                 "model", "image_size", "heads", "embed_dim", "weights", "weights_sha256" (the
+                 SHA-256 of the weights file; unicom-search refuses weights that differ), "features": dir,
                  "shards": [{"name", "kind", "source", "count"}] in row order}
 Every file is written atomically; index.json last, so a folder with it is complete.
 
@@ -34,7 +35,7 @@ INDEX_FILE = "index.faiss"
 KEYS_FILE = "keys.txt"
 META_FILE = "index.json"
 # the encoder fields of the features' meta.json that the index records (search checks them)
-ENCODER_FIELDS = ("model", "image_size", "heads", "embed_dim", "weights", "kind")
+ENCODER_FIELDS = ("model", "image_size", "heads", "embed_dim", "weights", "kind", "weights_sha256")
 CLIP_RETRIEVAL_EMB = ("img_emb", "img_emb_0.npy")
 CLIP_RETRIEVAL_META = ("metadata", "metadata_0.parquet")
 
@@ -190,4 +191,4 @@ def resolve_index_dir(path) -> Path:
     if (p / INDEX_SUBDIR / META_FILE).is_file():
         return p / INDEX_SUBDIR
     raise FileNotFoundError(f"no index at {p}: expected {p / META_FILE} or {p / INDEX_SUBDIR / META_FILE} "
-                            "(built by unicom-embed --index auto|flat|ivf|hnsw)")
+                            "(built by unicom-embed --index-type auto|flat|ivf|hnsw)")

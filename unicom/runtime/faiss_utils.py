@@ -14,6 +14,7 @@ Under torchrun (``per_rank``) ``auto`` means the rank's own GPU, so ranks never 
 """
 from __future__ import annotations
 
+import logging
 import math
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -31,7 +32,13 @@ MAX_POINTS_PER_CELL = 256
 
 
 def import_faiss():
-    """The faiss module (imported on first use: CLIs' ``--help`` and ``import unicom`` need none)."""
+    """The faiss module (imported on first use: CLIs' ``--help`` and ``import unicom`` need none).
+
+    faiss's loader logs at INFO each instruction set it tries ("Could not load library with
+    AVX512 support …"): normal fallbacks, not errors, so that logger shows warnings only."""
+    loader_log = logging.getLogger("faiss.loader")
+    if loader_log.level == logging.NOTSET:
+        loader_log.setLevel(logging.WARNING)
     import faiss
 
     return faiss

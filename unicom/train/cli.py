@@ -140,9 +140,19 @@ def main(argv: Optional[List[str]] = None) -> int:
         apply_source_flags(cfg, args)
     except (ValueError, FileNotFoundError) as exn:
         return fail(PROG, exn)
+    from ..cli.run_lock import FolderLockedError, lock_output_dir
+    from ..formats.atomic_io import OutputWriteError, check_writable
+
+    try:  # before torch is imported: a read-only output or a folder in use is refused at once
+        check_writable(args.output)
+        with lock_output_dir(args.output, PROG):
+            pass
+    except OutputWriteError as exn:
+        return fail(PROG, exn)
+    except FolderLockedError as exn:
+        return fail(PROG, exn, 5)
     from tqdm.contrib.logging import logging_redirect_tqdm
 
-    from ..cli.run_lock import FolderLockedError
     from ..runtime.distributed import cleanup_distributed
     from .loop import NonFiniteLossError, RunExistsError, train
 
@@ -156,6 +166,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         return fail(PROG, exn, 4)
     except FolderLockedError as exn:
         return fail(PROG, exn, 5)
+    except OutputWriteError as exn:  # the disk filled up or became read-only mid-run
+        return fail(PROG, exn)
     except (FileNotFoundError, ValueError) as exn:
         return fail(PROG, exn)
     finally:

@@ -37,13 +37,14 @@ def read_source(source: str) -> Loaded:
     """Resolve ``source`` as ``unicom.load`` does; return (kind, cleaned state dict, the arch
     record of an export / checkpoint or None for a bare weights file)."""
     from ..pretrained.load import read_dir_record, resolve_source
-    from ..pretrained.state_dict import clean_state_dict, read_state_dict
+    from ..pretrained.state_dict import check_finite_state, clean_state_dict, read_state_dict
 
     kind, path = resolve_source(source)
-    if kind in ("official", "weights"):
-        return kind, clean_state_dict(read_state_dict(path)), None
-    record, weights = read_dir_record(kind, path)
-    return kind, clean_state_dict(read_state_dict(weights)), record
+    record, weights = (None, path) if kind in ("official", "weights") else read_dir_record(kind, path)
+    state = clean_state_dict(read_state_dict(weights))
+    # unicom.load's check: NaN/Inf starting weights would train NaN steps and blame the LR
+    check_finite_state(state, f"model.init_from {source!r} ({weights})")
+    return kind, state, record
 
 
 def _describe_vit(cfg) -> str:

@@ -141,6 +141,28 @@ def labelled_entry(dataset: str, data_root: str, images) -> Entry:
     return entry
 
 
+INIT_FROM = "init_from"   # the inputs.json entry of the encoder a run started from
+
+
+def init_from_entry(source: Optional[str]) -> Dict[str, Entry]:
+    """``{"init_from": {"source", "weights", "weights_sha256"}}`` for ``model.init_from`` (the
+    SHA-256 of its weights file, ``unicom.formats.fingerprint``: an export rewritten at the same
+    path is told apart); ``{}`` without one."""
+    if not source:
+        return {}
+    from ..formats.fingerprint import weights_sha256
+    from ..pretrained.load import read_dir_record, resolve_source
+    from ..pretrained.registry import is_known_name
+
+    entry: Entry = {"source": str(source)}
+    if is_known_name(str(source)):
+        return {INIT_FROM: entry}  # a released file: checked against its published SHA-256 when fetched
+    kind, path = resolve_source(str(source))
+    weights = path if kind in ("official", "weights") else read_dir_record(kind, path)[1]
+    entry.update(weights=str(Path(weights).resolve()), weights_sha256=weights_sha256(weights))
+    return {INIT_FROM: entry}
+
+
 def fingerprint_changes(old: Mapping[str, Entry], new: Mapping[str, Entry]) -> List[str]:
     """What differs between two fingerprints, one phrase per entry, e.g.
     ``"labels: 00000.npy changed, 1 added (00007.npy)"``."""
@@ -181,8 +203,19 @@ def read_fingerprint(run_dir: Path) -> Optional[Dict[str, Entry]]:
 
 def check_resume_inputs(run_dir: Path, entries: Mapping[str, Entry], allow_changed: bool) -> None:
     """On resume: refuse (InputsChangedError) when the inputs differ from the run's
-    ``inputs.json``, unless ``allow_changed``; then record the current inputs."""
+    ``inputs.json``, unless ``allow_changed``; then record the current inputs. The ``init_from``
+    entry (the encoder the run started from) is kept as it was and a change there is only
+    logged: the run continues from its own checkpoint."""
     old = read_fingerprint(run_dir)
+    entries = dict(entries)
+    if old is not None and INIT_FROM in old:
+        start = fingerprint_changes({INIT_FROM: old[INIT_FROM]}, {INIT_FROM: entries.get(INIT_FROM, {})})
+        if start:
+            log.warning("%s started from other weights than model.init_from holds now (%s); the run continues "
+                        "from its own checkpoint", run_dir, "; ".join(start))
+        entries[INIT_FROM] = old[INIT_FROM]
+    elif old is not None:
+        entries.pop(INIT_FROM, None)  # a run recorded before init_from was: nothing to compare
     changes = fingerprint_changes(old, entries) if old is not None else []
     if changes and not allow_changed:
         raise InputsChangedError(

@@ -18,7 +18,7 @@ from ..formats.atomic_io import write_text
 from ..runtime.device import seed_everything
 from ..runtime.distributed import DistContext
 from .config import Config, diff_configs, feature_sample_dim
-from .inputs import check_resume_inputs, write_fingerprint
+from .inputs import check_resume_inputs, init_from_entry, write_fingerprint
 from .model import build_backbone, model_embed_dim, model_image_size, model_norm
 from .optim import build_backbone_optimizer, build_head_optimizer, set_initial_lrs
 from .precision import LossScaler
@@ -148,7 +148,7 @@ def build_schedule(cfg: Config, samples_per_epoch: int, plan_batch: int) -> LRSc
 def record_run(cfg: Config, out: Path, resume: bool, has_run: bool, source, allow_changed: bool) -> None:
     """Main rank: compare the inputs (``source.fingerprint()``) and config against the run's
     saved ones, then write both."""
-    inputs = source.fingerprint()
+    inputs = {**source.fingerprint(), **init_from_entry(cfg.model.init_from)}
     if resume and not has_run:
         log.info("--resume: no checkpoint in %s yet; starting from scratch", layout.checkpoint_root(out))
     if has_run:

@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..data.shards import expand_shards, unique_names
+from ..data.shards import expand_shards, shard_name, unique_names
+from ..formats.atomic_io import read_npy
 from ..runtime.distributed import DistContext, all_gather_object, broadcast_object
 from .data import DataPosition, LabelIndex, ShardPlan, make_loader, remap_position
 from .inputs import Entry, clustered_inputs, json_label_entry, labelled_entry, shard_entry, validate_labels
@@ -69,13 +70,28 @@ class ShardData:
                              "(a class id in each sample's json, e.g. concept_id)")
         self.num_classes = int(self.labels.num_classes)
         self.samples_per_epoch = int(self.labels.class_sizes.sum())
+        self.epoch_note = ""
+        if labels and not label_key:
+            self._count_used_labels()
         self.workers = cfg.data.num_workers
         self.num_streams = ctx.world_size * max(1, self.workers)
+
+    def _count_used_labels(self) -> None:
+        """An epoch is the labelled samples of the shards used, not all of the labels dir's (the
+        clustering may have labelled more shards than ``--data`` names); the note says which."""
+        used = [shard_name(s) for s in self.shards if self.labels.has_shard(shard_name(s))]
+        counts = on_main(self.ctx, count_labelled, self.labels, used)
+        n_used, n_all = int(sum(counts)), int(self.labels.class_sizes.sum())
+        if n_used != n_all and n_used > 0:
+            shown = ", ".join(used[:4]) + (f" … ({len(used)} in all)" if len(used) > 4 else "")
+            self.epoch_note = (f"; an epoch is the {n_used} labelled samples of the {len(used)} shard(s) used "
+                               f"({shown}), of {n_all} in {self.labels.labels_dir}")
+            self.samples_per_epoch = n_used
 
     def describe(self) -> str:
         how = f"json field {self.labels.field!r}" if hasattr(self.labels, "field") else "cluster labels"
         note = f" ({len(self.missing)} without labels, e.g. {self.missing[0]})" if self.missing else ""
-        return f"{len(self.shards)} shards with {how}{note}"
+        return f"{len(self.shards)} shards with {how}{note}{self.epoch_note}"
 
     def fingerprint(self) -> Dict[str, Entry]:
         """The shards (names and sizes) and the labels (file digests, or the json field's counts)."""
@@ -191,6 +207,11 @@ class LabelledData:
         n = len(self.images)
         return {"kind": self.kind, "consumed": position.consumed, "epoch": position.consumed // n,
                 "offset": position.consumed % n, "num_samples": n, "world_size": self.ctx.world_size}
+
+
+def count_labelled(label_index, names: Sequence[str]) -> List[int]:
+    """The labelled rows (label ≥ 0) of each shard's labels file, in ``names`` order."""
+    return [int((read_npy(label_index.labels_path(n), mmap=True) >= 0).sum()) for n in names]
 
 
 def on_main(ctx: DistContext, fn, *args) -> Any:

@@ -199,8 +199,8 @@ def test_finished_shards_are_skipped_on_a_rerun(shard_run, sample_set, tmp_path)
     (tmp_path / "features" / "00002.npy").unlink()
     again = embed_to_features(str(read_meta(out / "features")["model"]), str(root / "shards"), tmp_path, workers=0,
                               progress=False)
-    # 00003 is the sample set's truncated shard: not read to its end, so it is tried again every run
-    assert sorted(again.written) == ["00002", "00003"] and sorted(again.skipped_shards) == ["00000", "00001"]
+    # 00003 is the sample set's truncated shard: recorded truncated and unchanged since, it is read once
+    assert sorted(again.written) == ["00002"] and sorted(again.skipped_shards) == ["00000", "00001", "00003"]
     assert (tmp_path / "features" / "00001.npy").stat().st_mtime_ns == before
     assert np.array_equal(read_npy(tmp_path / "features" / "00002.npy"), old)
 
