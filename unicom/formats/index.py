@@ -33,8 +33,9 @@ INDEX_FORMAT = "unicom-index"
 INDEX_FILE = "index.faiss"
 KEYS_FILE = "keys.txt"
 META_FILE = "index.json"
-# the encoder fields of the features' meta.json that the index records (search checks them)
-ENCODER_FIELDS = ("model", "image_size", "heads", "embed_dim", "weights", "kind")
+# the encoder fields of the features' meta.json that the index records (search checks them);
+# ``decode``: the image decode policy the collection was decoded under (unicom.data.decode)
+ENCODER_FIELDS = ("model", "image_size", "heads", "embed_dim", "weights", "kind", "decode")
 CLIP_RETRIEVAL_EMB = ("img_emb", "img_emb_0.npy")
 CLIP_RETRIEVAL_META = ("metadata", "metadata_0.parquet")
 

@@ -48,6 +48,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as TF
 
+from ..data.decode import current_policy
 from ..data.shards import shard_name
 from ..data.wds_reader import Skipped, iter_raw, split_skips, to_sample
 from ..formats.atomic_io import read_npy
@@ -249,6 +250,7 @@ class TrainStream(IterableDataset):
         self.rank, self.workers = rank, max(1, int(num_workers))
         self.cursors = dict(cursors or {})
         self.phase = int(phase)
+        self.policy = current_policy()  # the decode policy (data.background), carried into the workers
 
     def stream_id(self, worker: int) -> int:
         return self.rank * self.workers + (worker + self.phase) % self.workers
@@ -321,7 +323,7 @@ class TrainStream(IterableDataset):
         label = self.labels.label_for(raw, shard, key)  # LabelIndex, or json_labels.JsonLabels (--label-key)
         if label is None:
             return Skipped("no_label", shard, key)
-        sample = to_sample(raw, need_image=True, need_caption=False, decode=True)
+        sample = to_sample(raw, need_image=True, need_caption=False, decode=True, policy=self.policy)
         if isinstance(sample, Skipped):
             return sample
         return self.augment(sample.image, rng), label
