@@ -50,6 +50,7 @@ from torchvision.transforms import functional as TF
 
 from ..data.decode import current_policy
 from ..data.shards import shard_name
+from ..data.transforms import to_rgb
 from ..data.wds_reader import Skipped, iter_raw, split_skips, to_sample
 from ..formats.atomic_io import read_npy
 from ..formats.features import CLASS_SIZES_FILE, FEATURES_DIR, read_keys
@@ -156,8 +157,8 @@ class SeededAugment:
         return (height - h) // 2, (width - w) // 2, h, w
 
     def __call__(self, image: Image.Image, rng: np.random.Generator) -> torch.Tensor:
-        if image.mode != "RGB":
-            image = image.convert("RGB")
+        if image.mode != "RGB":  # the readers give RGB already; an image from elsewhere gets the decode policy
+            image = to_rgb(image)
         top, left, h, w = self.crop_params(image.width, image.height, rng)
         image = TF.resized_crop(image, top, left, h, w, [self.size, self.size],
                                 interpolation=InterpolationMode.BICUBIC, antialias=True)
