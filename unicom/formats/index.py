@@ -167,19 +167,23 @@ class IndexDir:
         return members
 
     def open_image(self, i: int):
-        """The PIL image of row ``i`` (from its file or its tar shard), or None if unknown."""
+        """The PIL image of row ``i`` (from its file or its tar shard), or None if unknown;
+        decoded under the background the index records (``decode``)."""
+        from ..data.decode import DecodePolicy, current_policy
         from ..data.images import open_image
         from ..data.wds_reader import decode_image
 
+        background = (self.meta.get("decode") or {}).get("background")
+        policy = DecodePolicy.from_settings(background, current_policy().max_pixels) if background else None
         e = self.entry(i)
         if e.kind == "files" and e.source:
-            return open_image(e.path)
+            return open_image(e.path, policy=policy)
         if e.kind == "tar" and e.source and os.path.isfile(e.source):
             member = self._tar_index(e.source).get(e.key)
             if member is not None:
                 with open(e.source, "rb") as f:
                     f.seek(member.offset_data)
-                    return decode_image(f.read(member.size))
+                    return decode_image(f.read(member.size), policy)
         return None
 
 

@@ -69,6 +69,9 @@ def _ids_or_names(rows: LabelledList, saved: Optional[Sequence[Optional[str]]]
     for i, raw in enumerate(rows.labels):
         kind = label_kind(raw)
         if kind is None:
+            text = str(raw).strip()
+            if text.startswith("-") and text[1:].isdigit():
+                raise LayoutError(f"{rows.origin(i)}: label {text} is negative; class ids run from 0")
             raise LayoutError(f"{rows.origin(i)}: label {raw!r} is neither a class id (an integer ≥ 0) nor a class "
                               "name")
         try:
