@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Sequence, Tuple
 
 import numpy as np
+import torch
 from PIL import Image
 
 ORIENTATION = 0x0112
@@ -146,6 +147,25 @@ def srgb_profile() -> bytes:
     from PIL import ImageCms
 
     return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+
+
+class PoolEncoder(torch.nn.Module):
+    """A tiny 'encoder': the image averaged into 4 × 4 cells of each channel (48 numbers), so
+    that embeddings still show the background colour and the orientation."""
+
+    embed_dim = 48
+
+    def forward(self, x):
+        return torch.nn.functional.adaptive_avg_pool2d(x, 4).flatten(1)
+
+
+def pool_encoder(name: str = "pool-encoder"):
+    """``PoolEncoder`` as a ``LoadedEncoder`` whose transform keeps the full image (to tensor)."""
+    from torchvision import transforms as T
+
+    from unicom.models.encoders import module_encoder
+
+    return module_encoder(PoolEncoder(), T.ToTensor(), device="cpu", name=name)
 
 
 def encoded(img: Image.Image, fmt: str, **kw) -> bytes:

@@ -17,13 +17,13 @@ from typing import Callable, Dict, List
 import numpy as np
 import pytest
 import torch
-import torch.nn as nn
 from PIL import Image
 
 from tests.tar_files import write_tar
 from unicom.data.decode import DecodePolicy, using_policy
 
 from . import real_images as ri
+from .real_images import PoolEncoder, pool_encoder
 
 ROOT = Path(__file__).resolve().parents[3]
 BLUE = (0, 0, 255)
@@ -66,16 +66,6 @@ def augment_probe(img, rng) -> torch.Tensor:
     return pixels(img)
 
 
-class PoolEncoder(nn.Module):
-    """A tiny 'encoder': the image averaged into 4 × 4 cells of each channel (48 numbers), so
-    that embeddings still show the background colour and the orientation."""
-
-    embed_dim = 48
-
-    def forward(self, x):
-        return nn.functional.adaptive_avg_pool2d(x, 4).flatten(1)
-
-
 def pool(arrays: List[np.ndarray]) -> np.ndarray:
     x = torch.stack([torch.from_numpy(a.copy()).permute(2, 0, 1).float() / 255 for a in arrays])
     e = PoolEncoder()(x).numpy()
@@ -84,11 +74,7 @@ def pool(arrays: List[np.ndarray]) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def encoder():
-    from torchvision import transforms as T
-
-    from unicom.models.encoders import module_encoder
-
-    return module_encoder(PoolEncoder(), T.ToTensor(), device="cpu", name="pool-encoder")
+    return pool_encoder()
 
 
 # --------------------------------------------------------------------------------------------
