@@ -30,6 +30,7 @@ from __future__ import annotations
 import io
 import os
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -269,15 +270,22 @@ def _to_srgb(im: Image.Image, icc: bytes) -> Image.Image:
     return converted if converted is not None else im
 
 
+@lru_cache(maxsize=8)
+def _blend_table(bg: int) -> np.ndarray:
+    """uint8 [256 alpha, 256 colour]: img2dataset's ``rint(a/255·c + bg·(255 − a)/255)`` (float64)."""
+    a = np.arange(256, dtype=np.float64)[:, None]
+    c = np.arange(256, dtype=np.float64)[None, :]
+    return np.rint((a / 255.0 * c + bg * (255.0 - a) / 255.0).clip(0, 255)).astype(np.uint8)
+
+
 def _composite(im: Image.Image, background: Sequence[int]) -> Image.Image:
-    """RGBA → RGB over ``background``: img2dataset's ``rint(a/255·c + bg·(255 − a)/255)``,
-    computed in integers as ``(a·c + bg·(255 − a) + 127) // 255``, which equals it for every
-    alpha, colour and background (all 256³ cases are checked in tests/unicom/data/test_decode.py)."""
+    """RGBA → RGB over ``background`` by img2dataset's formula, looked up per channel in a
+    table of all alpha × colour values (exactly the float64 result, much faster)."""
     a = np.asarray(im)
-    alpha = a[..., 3:4]
+    alpha = a[..., 3]
     if alpha.min() == 255:
         return im.convert("RGB")
-    al = alpha.astype(np.uint32)
-    bg = np.asarray(background, np.uint32)
-    out = (al * a[..., :3] + bg * (255 - al) + 127) // 255
-    return Image.fromarray(out.astype(np.uint8), "RGB")
+    out = np.empty(a.shape[:2] + (3,), np.uint8)
+    for ch in range(3):
+        out[..., ch] = _blend_table(int(background[ch]))[alpha, a[..., ch]]
+    return Image.fromarray(out, "RGB")

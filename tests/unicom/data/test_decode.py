@@ -39,18 +39,12 @@ def test_alpha_is_composited_onto_white_as_img2dataset(tmp_path, hidden):
     assert np.abs(arr(old_open(path)) - want)[mask == 0].mean() > 50  # the old opener shows what lies beneath
 
 
-def test_integer_composite_equals_img2dataset_float_formula_everywhere():
-    """The policy composites in integers; img2dataset's resizer in float64 with rint. Every
-    alpha × colour × background gives the same byte."""
-    a = np.arange(256, dtype=np.float64)[:, None]
-    c = np.arange(256, dtype=np.float64)[None, :]
-    for bg in range(256):
-        want = np.rint((a / 255 * c + bg * (255 - a) / 255).clip(0, 255))
-        got = (a.astype(np.uint32) * c.astype(np.uint32) + bg * (255 - a.astype(np.uint32)) + 127) // 255
-        assert np.array_equal(got, want), bg
-    rgba = Image.fromarray(np.stack(np.meshgrid(np.arange(256), np.arange(256)) * 2, -1).astype(np.uint8), "RGBA")
+def test_composite_equals_img2dataset_formula_for_every_alpha_colour_and_background():
+    """Every (alpha, colour) pair, on three backgrounds, against img2dataset's float formula."""
+    grid = np.stack(np.meshgrid(np.arange(256), np.arange(256), indexing="ij"), -1)   # [a, c] pairs
+    rgba = Image.fromarray(np.concatenate([grid[..., 1:].repeat(3, -1), grid[..., :1]], -1).astype(np.uint8), "RGBA")
+    px = np.asarray(rgba).astype(np.float64)
     for bg in ((255, 255, 255), (0, 0, 0), (17, 128, 250)):
-        px = np.asarray(rgba).astype(np.float64)
         want = np.rint(px[..., 3:] / 255 * px[..., :3] + np.asarray(bg) * (255 - px[..., 3:]) / 255)
         assert np.array_equal(arr(decode(rgba, DecodePolicy(background=bg))), want.astype(np.int64))
 
