@@ -15,7 +15,7 @@ Every reader (shard members, image folders, list files, CSV and benchmark lists,
    when no value is negative) becomes black and the highest value white. Non-finite values
    become black.
 5. **Colour profiles.** A CMYK image, or any image with an embedded ICC profile that is not
-   sRGB, is converted to sRGB with Pillow's ``ImageCms`` (relative colorimetric intent).
+   sRGB, is converted to sRGB with Pillow's ``ImageCms`` (perceptual intent, Pillow's default).
    Without a profile (or with an sRGB one) the plain conversion is used, so a plain RGB JPEG
    comes out bit-identical to ``convert("RGB")``.
 6. **Transparency** (RGBA, LA, PA, palette or L/RGB images with a transparency key) is
