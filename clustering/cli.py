@@ -90,6 +90,11 @@ def run(args: argparse.Namespace) -> dict:
         inputs, names = resolve_data(args.data, args.input_type)
         truth = None if str(args.truth_field).lower() == "none" else args.truth_field
         ecfg = dataclass_from_namespace(ExtractConfig, args, truth_field=truth, progress=show)
+        from unicom.data.decode import set_policy
+
+        from .extract import decode_policy
+
+        set_policy(decode_policy(ecfg))  # the extraction and the class grid decode under --background
         ccfg = dataclass_from_namespace(ClusterConfig, args, progress=show)
         if ccfg.k < 1:
             raise ValueError(f"--num-clusters must be >= 1, got {ccfg.k}")

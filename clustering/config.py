@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from unicom.cli.dataclass_args import option
+from unicom.data.decode_options import BACKGROUND_HELP, DEFAULT_BACKGROUND, DEFAULT_MAX_PIXELS, MAX_PIXELS_HELP
 from unicom.runtime.precision import DEFAULT_PRECISION, PRECISIONS
 
 MODALITIES = ("both", "image", "text")
@@ -50,6 +51,8 @@ class ExtractConfig:
                             choices=PRECISIONS)
     truth_field: Optional[str] = option("concept", "json field carried as ground truth for purity/NMI "
                                         "('none' to ignore)")
+    background: str = option(DEFAULT_BACKGROUND, BACKGROUND_HELP)
+    max_image_pixels: int = option(DEFAULT_MAX_PIXELS, MAX_PIXELS_HELP)
     progress: bool = True          # tqdm bar over samples (--no-progress turns it off)
     log_every_s: float = 30.0      # a progress log line at most this often without a bar
 

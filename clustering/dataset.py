@@ -16,6 +16,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
+from unicom.data.decode import DecodePolicy, current_policy
 from unicom.data.shards import shard_name
 from unicom.data.wds_reader import Skipped, iter_samples
 
@@ -48,7 +49,8 @@ class ShardSampleDataset(IterableDataset):
     """
 
     def __init__(self, shards: Sequence[str], preprocess: Optional[Callable], tokenizer: Optional[Callable],
-                 need_image: bool = True, need_caption: bool = True, truth_field: Optional[str] = "concept"):
+                 need_image: bool = True, need_caption: bool = True, truth_field: Optional[str] = "concept",
+                 policy: Optional[DecodePolicy] = None):
         super().__init__()
         self.shards = list(shards)
         self.preprocess = preprocess
@@ -56,6 +58,7 @@ class ShardSampleDataset(IterableDataset):
         self.need_image = need_image
         self.need_caption = need_caption
         self.truth_field = truth_field
+        self.policy = policy or current_policy()  # the decode policy, carried into the workers
 
     def worker_shards(self) -> List[str]:
         info = get_worker_info()
@@ -66,7 +69,7 @@ class ShardSampleDataset(IterableDataset):
     def __iter__(self):
         for shard in self.worker_shards():
             for s in iter_samples([shard], need_image=self.need_image, need_caption=self.need_caption,
-                                  decode=self.need_image):
+                                  decode=self.need_image, policy=self.policy):
                 if isinstance(s, Skipped):
                     yield s
                     continue
@@ -116,11 +119,13 @@ class FileSampleDataset(IterableDataset):
     (img2dataset's files layout), where present."""
 
     def __init__(self, files, preprocess: Optional[Callable], tokenizer: Optional[Callable],
-                 need_image: bool = True, need_caption: bool = True, truth_field: Optional[str] = "concept"):
+                 need_image: bool = True, need_caption: bool = True, truth_field: Optional[str] = "concept",
+                 policy: Optional[DecodePolicy] = None):
         super().__init__()
         self.files = list(files)
         self.preprocess, self.tokenizer = preprocess, tokenizer
         self.need_image, self.need_caption, self.truth_field = need_image, need_caption, truth_field
+        self.policy = policy or current_policy()  # the decode policy, carried into the workers
 
     def __iter__(self):
         info = get_worker_info()
@@ -137,7 +142,7 @@ class FileSampleDataset(IterableDataset):
         if self.need_caption and not caption:
             return Skipped("missing_caption", name, key)
         try:
-            image = self.preprocess(open_image(path)) if self.need_image else None
+            image = self.preprocess(open_image(path, policy=self.policy)) if self.need_image else None
         except Exception as exn:  # a file that cannot be decoded costs the sample, not the run
             return Skipped(skip_reason(exn), name, key, f"{type(exn).__name__}: {str(exn)[:80]}")
         tokens = self.tokenizer([caption])[0] if self.need_caption else None

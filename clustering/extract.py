@@ -21,6 +21,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from unicom.cli.progress import progress_bar
+from unicom.data.decode import DecodePolicy
 from unicom.data.shards import shard_name, split_for_rank, unique_names
 from unicom.data.wds_reader import SkipCounter
 from unicom.formats import features as ff
@@ -109,7 +110,8 @@ def extract_features(shard_paths: Sequence[Any], out: str, cfg: ExtractConfig, c
     device = ctx.device
     res = ExtractResult()
     settings = {"model": cfg.model, "pretrained": _pretrained_id(cfg.pretrained), "modality": cfg.modality,
-                "image_weight": wi, "text_weight": wt, fs.PRETRAINED_SHA256: weights_sha256(cfg.pretrained)}
+                "image_weight": wi, "text_weight": wt, fs.PRETRAINED_SHA256: weights_sha256(cfg.pretrained),
+                "decode": decode_policy(cfg).record()}
     fdir = ff.features_dir(out)
     # rank 0 decides and removes stale shards; the broadcast holds the other ranks until it is done
     broadcast_object(fs.drop_if_other_weights(ff.read_meta(fdir), settings, out) if ctx.is_main else None, src=0)
@@ -151,9 +153,14 @@ def extract_features(shard_paths: Sequence[Any], out: str, cfg: ExtractConfig, c
     return res
 
 
+def decode_policy(cfg: ExtractConfig) -> DecodePolicy:
+    """The image decode policy of ``--background`` / ``--max-image-pixels``."""
+    return DecodePolicy.from_settings(cfg.background, cfg.max_image_pixels)
+
+
 def _dataset(mine: List[Any], cfg: ExtractConfig, preprocess, tokenizer, wi: float, wt: float):
     """The DataLoader's dataset for this rank's inputs, and their sample count when known."""
-    kw = dict(need_image=wi > 0, need_caption=wt > 0, truth_field=cfg.truth_field)
+    kw = dict(need_image=wi > 0, need_caption=wt > 0, truth_field=cfg.truth_field, policy=decode_policy(cfg))
     pre, tok = preprocess if wi > 0 else None, tokenizer if wt > 0 else None
     files = [m for m in mine if hasattr(m, "paths")]
     if files and len(files) != len(mine):
@@ -252,7 +259,8 @@ def _finish_shard(out: str, shard: str, buf: _ShardBuffer, dim: int, cfg: Extrac
     if cfg.truth_field and any(t is not None for t in buf.truth):
         truth = {"field": cfg.truth_field, "values": [None if t is None else str(t) for t in buf.truth]}
     info = {"skipped": buf.skips.as_dict(), "skip_examples": buf.skips.examples, "ground_truth": truth,
-            "input": res.inputs.get(shard, {}), "samples_read": len(buf.keys) + buf.skips.total}
+            "input": res.inputs.get(shard, {}), "samples_read": len(buf.keys) + buf.skips.total,
+            "decode": decode_policy(cfg).record()}
     ff.write_shard(ff.features_dir(out), shard, feats, buf.keys, info)
     res.written.append(shard)
     log.debug("shard %s: %d samples written%s", shard, len(buf.keys),

@@ -15,7 +15,8 @@ from unicom.formats import features as ff
 log = logging.getLogger(__name__)
 
 # meta.json fields that must agree between a resumed run and the files already written
-_META_MUST_MATCH = ("model", "pretrained", "modality", "image_weight", "text_weight", "dim")
+# (``decode``: the image decode policy, unicom.data.decode; features of another policy are not mixed)
+_META_MUST_MATCH = ("model", "pretrained", "modality", "image_weight", "text_weight", "dim", "decode")
 
 
 def check_meta(existing: Optional[Dict], new: Dict, out: str) -> None:

@@ -56,6 +56,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     except ValueError as exc:
         return fail(PROG, exc)
     logging.basicConfig(level=inputs.log_level, format=f"{PROG}: %(levelname)s %(name)s: %(message)s")
+    from unicom.data.decode import set_policy
+
+    set_policy(opts.decode_policy())  # the picture of results decodes like the evaluation
     problem = _check(inputs)
     if problem:
         return fail(PROG, problem)

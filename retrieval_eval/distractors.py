@@ -133,8 +133,12 @@ def _check_meta(meta: Dict[str, Any], encoder, fdir: Path) -> None:
     """Refuse features another encoder wrote (the record ``unicom-embed`` keeps in meta.json)."""
     if encoder is None:
         return
+    from unicom.data.decode import policy_mismatch
     from unicom.embed.embedder import portable_source
 
+    if meta.get("decode") and policy_mismatch(meta["decode"]):
+        raise ValueError(f"distractor features in {fdir}: {policy_mismatch(meta['decode'])}; embed the distractors "
+                         "with this run's --background, or pass images")
     theirs = {k: meta.get(k) for k in ("model", "image_size", "embed_dim")}
     ours = {"model": portable_source(encoder.source) if encoder.kind != "open_clip" else encoder.source,
             "image_size": encoder.image_size, "embed_dim": encoder.embed_dim}
@@ -184,7 +188,11 @@ def cache_folder(spec: str, encoder, precision: str, cache_root=None) -> Tuple[P
     """(the cache folder of ``spec`` embedded by ``encoder``, the identity recorded in it): the
     folder is named by a hash of the identity (encoder, precision, source)."""
     source = str(Path(spec).expanduser().resolve()) if "://" not in spec and "{" not in spec else spec
-    identity = {"encoder": encoder_identity(encoder, precision), "source": source, "format": 1}
+    from unicom.data.decode import current_policy
+
+    # the decode policy changes the pixels of some images (alpha, EXIF, 16-bit): part of the cache key
+    identity = {"encoder": encoder_identity(encoder, precision), "source": source, "format": 1,
+                "decode": current_policy().record()}
     key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:20]
     return Path(cache_root or default_cache_root()).expanduser() / key, identity
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import List, Optional
 
 from unicom.cli.dataclass_args import option
+from unicom.data.decode_options import BACKGROUND_HELP, DEFAULT_BACKGROUND, DEFAULT_MAX_PIXELS, MAX_PIXELS_HELP
 from unicom.runtime.precision import DEFAULT_PRECISION, PRECISIONS
 
 DEFAULT_MAX_R = 1000
@@ -93,6 +94,8 @@ class EvalOptions:
                             choices=PRECISIONS, group=RUNTIME)
     progress: bool = option(True, "progress bars (--no-progress turns them off)", flag="--no-progress",
                             action="store_false", group=RUNTIME)
+    background: str = option(DEFAULT_BACKGROUND, BACKGROUND_HELP, group=RUNTIME)
+    max_image_pixels: int = option(DEFAULT_MAX_PIXELS, MAX_PIXELS_HELP, type=int, group=RUNTIME)
 
     def __post_init__(self):
         if self.ks is not None:  # --recall-at 1,2 4 arrives as [[1, 2], [4]]
@@ -100,5 +103,15 @@ class EvalOptions:
             self.ks = sorted({int(k) for k in flat})
             if not self.ks or self.ks[0] < 1:
                 raise ValueError(f"--recall-at needs positive integers, got {self.ks}")
+        self.decode_policy()  # a bad --background / --max-image-pixels is refused before any work
         if self.max_r is not None and int(self.max_r) < 1:
             raise ValueError(f"--max-r must be a positive integer or 'none', got {self.max_r}")
+
+    def decode_policy(self):
+        """The image decode policy of ``background`` / ``max_image_pixels`` (``unicom.data.decode``)."""
+        from unicom.data.decode import DecodePolicy
+
+        try:
+            return DecodePolicy.from_settings(self.background, self.max_image_pixels)
+        except ValueError as exn:
+            raise ValueError(f"--background / --max-image-pixels: {exn}") from None

@@ -137,8 +137,18 @@ def _embed_benchmark(enc, bench: Benchmark, opts: EvalOptions, timing: Dict[str,
 def run_evaluation(encoder: Any = None, benchmark: Union[str, Benchmark, None] = "sample", data_root=None, *,
                    embeddings=None, labels=None, distractors=None, benchmark_options: Optional[Dict[str, Any]] = None,
                    options: Optional[EvalOptions] = None) -> Evaluation:
-    """Everything but the writing: see ``evaluate``."""
+    """Everything but the writing: see ``evaluate``. Images (benchmark and distractors) are
+    decoded under the options' decode policy (``--background``, ``--max-image-pixels``)."""
+    from unicom.data.decode import using_policy
+
     opts = options or EvalOptions()
+    with using_policy(opts.decode_policy()):
+        return _run_evaluation(encoder, benchmark, data_root, embeddings, labels, distractors, benchmark_options,
+                               opts)
+
+
+def _run_evaluation(encoder, benchmark, data_root, embeddings, labels, distractors, benchmark_options,
+                    opts: EvalOptions) -> Evaluation:
     t_start = time.time()
     bench = _resolve_benchmark(benchmark, data_root, embeddings, labels, benchmark_options)
     sizes_before = bench.sizes()
@@ -179,7 +189,7 @@ def run_evaluation(encoder: Any = None, benchmark: Union[str, Benchmark, None] =
     scored = score(bench, q_emb, g_emb, n_examples=opts.visualize, example_k=opts.visualize_k, **search)
     timing["search_seconds"] = scored.settings.pop("search_seconds")
     settings = {"ks": [int(k) for k in (opts.ks or bench.ks)], **scored.settings, "batch_size": opts.batch_size,
-                "workers": opts.workers}
+                "workers": opts.workers, "decode": opts.decode_policy().record()}
     results: Dict[str, Any] = {
         "benchmark": bench.name, "protocol": bench.protocol, "data_root": None if data_root is None else str(data_root),
         "source": bench.source, "encoder": enc_info,

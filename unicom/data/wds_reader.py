@@ -7,7 +7,6 @@ occurs twice in a shard is used once: the second occurrence is skipped as ``dupl
 """
 from __future__ import annotations
 
-import io
 import json
 import tarfile
 from collections import Counter
@@ -17,21 +16,23 @@ from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tupl
 import webdataset as wds
 from PIL import Image
 
+from .decode import DecodePolicy, decode
+from .images import skip_reason
 from .shards import shard_name
 
 IMAGE_EXTS = ("jpg", "jpeg", "png", "webp")
 CAPTION_EXT = "txt"
 META_EXT = "json"
 SKIP_REASONS = ("bad_image", "missing_image", "missing_caption", "no_label", "truncated_tar", "unreadable_shard",
-                "duplicate_key")
+                "duplicate_key", "too_large")
 # webdataset's error for a file whose key and extension repeat those of the file before it
 _DUPLICATE_FILE = ": duplicate file name in tar file"
 
 
 @dataclass
 class Sample:
-    """One good sample: ``image`` is a fully decoded RGB PIL image (or the raw bytes when
-    decoding was not asked for); ``caption`` is None when not required and absent."""
+    """One good sample: ``image`` is a fully decoded RGB PIL image under the decode policy
+    (``unicom.data.decode``; or the raw bytes when decoding was not asked for); ``caption`` is None when not required and absent."""
 
     key: str
     shard: str
@@ -172,16 +173,16 @@ def _repeat_skips(repeats: Dict[str, Counter], shard: str) -> Iterator[Skipped]:
     repeats.clear()
 
 
-def decode_image(data: bytes) -> Image.Image:
-    """Decode image bytes fully (so truncation is caught here, not later) into RGB."""
-    with Image.open(io.BytesIO(data)) as im:
-        im.load()
-        return im.convert("RGB")
+def decode_image(data: bytes, policy: Optional[DecodePolicy] = None) -> Image.Image:
+    """Decode a shard member's bytes fully (so truncation is caught here, not later) into RGB
+    under ``policy`` (default: the process's): ``unicom.data.decode.decode``."""
+    return decode(data, policy)
 
 
 def to_sample(raw: Dict[str, Any], need_image: bool = True, need_caption: bool = False,
-              decode: bool = True) -> Union[Sample, Skipped]:
-    """Turn a raw webdataset dict into a ``Sample``, or a ``Skipped`` naming what is wrong."""
+              decode: bool = True, policy: Optional[DecodePolicy] = None) -> Union[Sample, Skipped]:
+    """Turn a raw webdataset dict into a ``Sample``, or a ``Skipped`` naming what is wrong;
+    the image is decoded under ``policy`` (default: the process's)."""
     key, shard = raw.get("__key__", "?"), shard_name(raw.get("__url__", "?"))
     img_ext = next((e for e in IMAGE_EXTS if e in raw), None)
     image = None
@@ -191,9 +192,9 @@ def to_sample(raw: Dict[str, Any], need_image: bool = True, need_caption: bool =
         image = raw[img_ext]
         if decode:
             try:
-                image = decode_image(image)
-            except Exception as exn:  # any decoder failure is a bad image, never fatal
-                return Skipped("bad_image", shard, key, f"{type(exn).__name__}: {str(exn)[:80]}")
+                image = decode_image(image, policy)
+            except Exception as exn:  # any decoder failure is a bad (or too large) image, never fatal
+                return Skipped(skip_reason(exn), shard, key, f"{type(exn).__name__}: {str(exn)[:80]}")
     caption = None
     if CAPTION_EXT in raw:
         caption = raw[CAPTION_EXT].decode("utf-8", errors="replace").strip()
@@ -209,10 +210,11 @@ def to_sample(raw: Dict[str, Any], need_image: bool = True, need_caption: bool =
 
 
 def iter_samples(shards: Sequence[str], need_image: bool = True, need_caption: bool = False,
-                 decode: bool = True) -> Iterator[Union[Sample, Skipped]]:
-    """Yield ``Sample`` or ``Skipped`` for every sample of ``shards``, in shard order."""
+                 decode: bool = True, policy: Optional[DecodePolicy] = None) -> Iterator[Union[Sample, Skipped]]:
+    """Yield ``Sample`` or ``Skipped`` for every sample of ``shards``, in shard order (images
+    decoded under ``policy``, default: the process's)."""
     for raw in iter_raw(shards):
-        yield raw if isinstance(raw, Skipped) else to_sample(raw, need_image, need_caption, decode)
+        yield raw if isinstance(raw, Skipped) else to_sample(raw, need_image, need_caption, decode, policy)
 
 
 def read_shard_samples(shards: Sequence[str], counter: Optional[SkipCounter] = None, **kwargs) -> List[Sample]:

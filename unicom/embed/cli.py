@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from ..cli.flags import HelpFormatter, add_renamed, fail
+from ..data.decode_options import add_decode_arguments
 from ..runtime.faiss_utils import EF_CONSTRUCTION, EF_SEARCH, HNSW_M, INDEX_TYPES
 from .options import DEFAULT_NAME, DEFAULT_PRECISION, INPUT_TYPES, OUTPUT_FORMATS, PRECISIONS, default_workers
 
@@ -51,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=OUTPUT_FORMATS, default="unicom",
                    help="clip-retrieval also writes OUTPUT/img_emb/img_emb_0.npy and "
                         "OUTPUT/metadata/metadata_0.parquet (needs pyarrow: pip install 'unicom[parquet]')")
+    add_decode_arguments(p)
     p.add_argument("--overwrite", action="store_true", help="recompute shards that are already done")
     p.add_argument("--no-progress", action="store_true", help="turn the progress bars off")
     p.add_argument("--log-level", default="INFO", help="logging verbosity (DEBUG, INFO, WARNING)")
@@ -61,6 +63,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from ..cli.run_lock import run_locked
 
     args = build_parser().parse_args(argv)
+    from ..data.decode import apply_decode_settings
+
+    try:
+        apply_decode_settings(args.background, args.max_image_pixels)
+    except ValueError as exn:
+        return fail(PROG, f"error: {exn}")
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     if args.format == "clip-retrieval":
         try:

@@ -18,6 +18,7 @@ from typing import Callable, Iterator, List, Optional, Sequence
 import torch
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
+from ..data.decode import current_policy
 from ..data.images import open_image
 from ..data.shards import expand_shards, is_shard_path, shard_name, unique_names
 from ..data.wds_reader import Skipped, iter_samples
@@ -119,13 +120,14 @@ class ImageFileDataset(Dataset):
 
     def __init__(self, files: ImageFiles, transform: Callable):
         self.files, self.transform = files, transform
+        self.policy = current_policy()  # captured here: workers decode under it whatever their start method
 
     def __len__(self) -> int:
         return len(self.files.paths)
 
     def __getitem__(self, i: int):
         try:
-            return self.transform(open_image(self.files.paths[i])), i, ""
+            return self.transform(open_image(self.files.paths[i], policy=self.policy)), i, ""
         except Exception as exn:  # a bad file is skipped and counted, never fatal
             return None, i, f"{type(exn).__name__}: {str(exn)[:80]}"
 
@@ -174,6 +176,7 @@ class ShardBatches(IterableDataset):
 
     def __init__(self, shards: Sequence[str], transform: Callable, batch_size: int):
         self.shards, self.transform, self.batch_size = list(shards), transform, int(batch_size)
+        self.policy = current_policy()  # the decode policy, carried into the workers
 
     def __iter__(self) -> Iterator[ShardBatch]:
         info = get_worker_info()
@@ -186,7 +189,7 @@ class ShardBatches(IterableDataset):
         keys: List[str] = []
         tensors: List[torch.Tensor] = []
         skips: List[Skipped] = []
-        for item in iter_samples([shard], need_image=True, need_caption=False):
+        for item in iter_samples([shard], need_image=True, need_caption=False, policy=self.policy):
             if isinstance(item, Skipped):
                 skips.append(item)
                 continue

@@ -16,6 +16,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..cli.progress import progress_bar
+from ..data.decode import current_policy, policy_mismatch
 from ..data.shards import shard_name
 from ..data.wds_reader import SkipCounter
 from ..formats import features as ff
@@ -59,8 +60,9 @@ def embed_to_features(model: Union[str, os.PathLike, LoadedEncoder], input_spec:
     """Embed ``input_spec`` (folder, list file or shards) into ``out/features/``.
 
     Finished shards are skipped unless ``overwrite``. The features directory must hold the
-    features of one encoder: a different encoder, or another source under the same
-    pseudo-shard name, is an error.
+    features of one encoder and one image decode policy (``unicom.data.decode``; images are
+    decoded under the process's, ``--background``): a different encoder or policy, or another
+    source under the same pseudo-shard name, is an error.
     """
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
@@ -118,7 +120,8 @@ def _write(fdir: Path, name: str, feats: List[np.ndarray], keys: List[str], dim:
     """Write one shard's features, keys and record (its input's stamp and what was read)."""
     arr = np.concatenate(feats) if feats else np.zeros((0, dim), np.float32)
     ff.write_shard(fdir, name, arr, keys, {"input": stamp, "samples_read": len(keys) + skips.total,
-                                           "skipped": skips.as_dict(), "skip_examples": skips.examples})
+                                           "skipped": skips.as_dict(), "skip_examples": skips.examples,
+                                           "decode": current_policy().record()})
 
 
 def _drop_if_other_weights(meta: dict, enc: LoadedEncoder, fdir: Path) -> dict:
@@ -150,7 +153,14 @@ def _check_meta(meta: dict, enc: LoadedEncoder, fdir: Path) -> dict:
             if key in meta and meta[key] != record[key]:
                 raise ValueError(f"{fdir} holds features of another encoder ({key}: {meta[key]!r}, this run: "
                                  f"{record[key]!r}); write to another --output")
-    return {**meta, **record, "dim": enc.embed_dim, "image_weight": 1.0, "text_weight": 0.0, "normalised": True}
+        why = policy_mismatch(meta.get("decode"))
+        if why and meta.get("decode"):
+            raise ValueError(f"{fdir} holds features whose images were decoded differently: {why}; write to another "
+                             "--output, or give the --background it was made with")
+        if why and meta.get("sources"):
+            log.warning("%s: %s; shards embedded now use the current policy", fdir, why)
+    return {**meta, **record, "dim": enc.embed_dim, "image_weight": 1.0, "text_weight": 0.0, "normalised": True,
+            "decode": current_policy().record()}
 
 
 def _abs(path: str) -> str:

@@ -12,6 +12,7 @@ from typing import List, Optional, Sequence, Union
 
 import numpy as np
 
+from ..data.decode import using_policy
 from ..models.inference import embed_images
 from ..runtime.precision import DEFAULT_PRECISION
 from .index import IndexDir, set_search_params
@@ -39,12 +40,15 @@ class Searcher:
     The queries are embedded by the encoder recorded in the index. ``model`` (a name, a path or
     a ``LoadedEncoder``) may name that same encoder; another one is refused
     (``check_same_encoder``). ``nprobe`` (IVF) and ``ef_search`` (HNSW) trade speed for recall.
+    Query images are decoded under the decode policy the index records (``background``, when
+    given, must be the index's colour; ``max_pixels``: the size limit, None the default).
     """
 
     def __init__(self, index_dir, model=None, device: Optional[str] = None, nprobe: Optional[int] = None,
                  ef_search: Optional[int] = None, batch_size: int = 64, precision: str = DEFAULT_PRECISION,
-                 progress: bool = True):
+                 progress: bool = True, background: Optional[str] = None, max_pixels: Optional[int] = None):
         self.index = IndexDir(index_dir)
+        self.policy = query_policy(self.index, background, max_pixels)
         set_search_params(self.index.index, self.index.kind, nprobe, ef_search)
         self._model_spec = model
         self.device, self.batch_size, self.precision, self.progress = device, batch_size, precision, progress
@@ -79,7 +83,9 @@ class Searcher:
     def embed(self, images: Sequence[Union[str, os.PathLike, "object"]]) -> np.ndarray:
         """Embed image paths or PIL images (float32 [n, D], normalised)."""
         enc = self.encoder
-        res = embed_images(enc, list(images), batch_size=self.batch_size, precision=self.precision, normalize=True)
+        with using_policy(self.policy):
+            res = embed_images(enc, list(images), batch_size=self.batch_size, precision=self.precision,
+                               normalize=True)
         if res.skipped:
             row, reason = next(iter(res.skipped.items()))
             raise ValueError(f"cannot embed the query image {images[row]} ({reason})")
@@ -109,11 +115,28 @@ class Searcher:
         """Write a PNG: each query beside its hits, with their scores."""
         from ..data.images import open_image
 
-        qimgs = [open_image(q) for q in queries]
+        qimgs = [open_image(q, policy=self.policy) for q in queries]
         names = [os.path.basename(str(q)) if isinstance(q, (str, os.PathLike)) else f"#{i}"
                  for i, q in enumerate(queries)]
         rows = [[(_safe_open(self, h), h.score, h.key) for h in hs] for hs in hits]
         return render_results(qimgs, rows, out_png, names)
+
+
+def query_policy(index: IndexDir, background: Optional[str] = None, max_pixels: Optional[int] = None):
+    """The decode policy for queries into ``index``: the background recorded in the index (the
+    process's policy when it records none). A ``background`` other than the recorded one is
+    refused: the queries would be decoded unlike the collection."""
+    from ..data.decode import DecodePolicy, current_policy
+
+    recorded = (index.meta.get("decode") or {}).get("background")
+    limit = current_policy().max_pixels if max_pixels is None else max_pixels
+    if background is None:
+        return DecodePolicy.from_settings(recorded or current_policy().background, limit)
+    policy = DecodePolicy.from_settings(background, limit)
+    if recorded and policy.record()["background"] != recorded:
+        raise ValueError(f"the index at {index.dir} was decoded with background {recorded}, not {background!r}: "
+                         "leave --background out to decode the queries like the collection")
+    return policy
 
 
 def check_same_encoder(index: IndexDir, encoder) -> None:

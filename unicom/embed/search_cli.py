@@ -35,6 +35,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=64, help="query images per forward pass")
     p.add_argument("--nprobe", type=int, default=None, help="IVF cells to search (None: the index's own)")
     p.add_argument("--ef-search", type=int, default=None, help="HNSW search breadth (None: the index's own)")
+    p.add_argument("--background", default=None, help="colour transparent query images are composited onto "
+                   "(None: the one the index records, which is the only one accepted; docs/images.md)")
+    p.add_argument("--max-image-pixels", type=int, default=None, help="query images with more pixels are refused "
+                   "(None: the default limit, 178956970; 0 = no limit)")
     p.add_argument("--no-png", action="store_true", help="do not draw the picture")
     p.add_argument("--png", default=None, help="deprecated: the picture's path (use --output)")
     p.add_argument("--json", default=None, help="deprecated: the JSON's path (use --output)")
@@ -60,7 +64,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         queries = query_paths(args.queries)
         searcher = Searcher(args.index, model=args.model, device=args.device, nprobe=args.nprobe,
                             ef_search=args.ef_search, batch_size=args.batch_size, precision=args.precision,
-                            progress=not args.no_progress)
+                            progress=not args.no_progress, background=args.background,
+                            max_pixels=args.max_image_pixels)
         results = searcher.search_images(queries, k=args.top_k)
     except NoReadableImagesError as exn:  # every query failed to decode: nothing to search with
         first = f"{queries[0]}{f' and {len(queries) - 1} more' if len(queries) > 1 else ''}"

@@ -8,13 +8,21 @@
   embed_dim     output dimension
   image_size    square input side in pixels
   mean, std     normalisation of the eval transform (bicubic resize, centre crop)
+  decode        the image decode policy the encoder was trained under (unicom.data.decode):
+                {"version", "background"}
   extra         free-form provenance (run dir, step, …)
+
+``classes.json`` (beside ``config.json`` in an export, and in the run folder; written when the
+training labels were class names): ``{"format": "unicom-classes", "version": 1, "num_classes": K,
+"names": [name of head class 0, …], "sources": [[names of source 0's classes] or null, …]}``
+(``null`` where a class has no name: a source labelled by integer ids); the names of each
+string-labelled source are in sorted order, and the sources follow each other in the head.
 """
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -26,6 +34,8 @@ EXPORT_FORMAT = "unicom-export"
 EXPORT_VERSION = 1
 MODEL_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
+CLASSES_FILE = "classes.json"
+CLASSES_FORMAT = "unicom-classes"
 
 
 def arch_of(model: nn.Module) -> Dict[str, Any]:
@@ -66,10 +76,48 @@ def encoder_record(model: nn.Module, image_size: int, mean: Sequence[float], std
                    extra: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     """The ``config.json`` record of ``model`` (also a training checkpoint's ``encoder.json``):
     format, version, arch, embed_dim (the model's ``embed_dim`` attribute), image_size (px),
-    mean/std of the eval transform and free-form ``extra`` provenance."""
+    mean/std of the eval transform, the process's image ``decode`` policy and free-form ``extra``
+    provenance."""
+    from ..data.decode import current_policy
+
     return {"format": EXPORT_FORMAT, "version": EXPORT_VERSION, "arch": arch_of(model),
             "embed_dim": int(getattr(model, "embed_dim", 0)), "image_size": int(image_size), "mean": list(mean),
-            "std": list(std), "extra": extra or {}}
+            "std": list(std), "decode": current_policy().record(), "extra": extra or {}}
+
+
+def write_classes(directory, sources: Sequence[Tuple[int, Optional[Sequence[str]]]]) -> Path:
+    """Write ``directory/classes.json`` from each source's ``(number of classes, names or None)``,
+    in head order."""
+    names: List[Optional[str]] = []
+    for count, src in sources:
+        names.extend([str(n) for n in src] if src is not None else [None] * int(count))
+    path = Path(directory) / CLASSES_FILE
+    write_json(path, {"format": CLASSES_FORMAT, "version": 1, "num_classes": len(names), "names": names,
+                      "sources": [None if src is None else [str(n) for n in src] for _, src in sources]})
+    return path
+
+
+def read_classes(directory) -> Optional[List[Optional[str]]]:
+    """The class names of ``directory/classes.json`` (an export or a run folder) by head id, or
+    None when there is none; a damaged file is a ValueError naming it."""
+    record = read_classes_record(directory)
+    return None if record is None else record["names"]
+
+
+def read_classes_record(directory) -> Optional[Dict[str, Any]]:
+    """The whole ``classes.json`` record (``names`` and per-source ``sources``), or None."""
+    path = Path(directory) / CLASSES_FILE
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as exn:
+        raise ValueError(f"{path} is not valid JSON ({exn}); the file is damaged") from None
+    names = record.get("names") if isinstance(record, dict) else None
+    if not isinstance(record, dict) or record.get("format") != CLASSES_FORMAT or not isinstance(names, list):
+        raise ValueError(f"{path} is not a unicom classes file (format {CLASSES_FORMAT!r} with a names list)")
+    record.setdefault("sources", [names])
+    return record
 
 
 def non_finite_keys(state: Dict[str, torch.Tensor]) -> List[str]:

@@ -34,8 +34,9 @@ INDEX_FORMAT = "unicom-index"
 INDEX_FILE = "index.faiss"
 KEYS_FILE = "keys.txt"
 META_FILE = "index.json"
-# the encoder fields of the features' meta.json that the index records (search checks them)
-ENCODER_FIELDS = ("model", "image_size", "heads", "embed_dim", "weights", "kind", "weights_sha256")
+# the encoder fields of the features' meta.json that the index records (search checks them);
+# ``decode``: the image decode policy the collection was decoded under (unicom.data.decode)
+ENCODER_FIELDS = ("model", "image_size", "heads", "embed_dim", "weights", "kind", "weights_sha256", "decode")
 CLIP_RETRIEVAL_EMB = ("img_emb", "img_emb_0.npy")
 CLIP_RETRIEVAL_META = ("metadata", "metadata_0.parquet")
 
@@ -167,19 +168,23 @@ class IndexDir:
         return members
 
     def open_image(self, i: int):
-        """The PIL image of row ``i`` (from its file or its tar shard), or None if unknown."""
+        """The PIL image of row ``i`` (from its file or its tar shard), or None if unknown;
+        decoded under the background the index records (``decode``)."""
+        from ..data.decode import DecodePolicy, current_policy
         from ..data.images import open_image
         from ..data.wds_reader import decode_image
 
+        background = (self.meta.get("decode") or {}).get("background")
+        policy = DecodePolicy.from_settings(background, current_policy().max_pixels) if background else None
         e = self.entry(i)
         if e.kind == "files" and e.source:
-            return open_image(e.path)
+            return open_image(e.path, policy=policy)
         if e.kind == "tar" and e.source and os.path.isfile(e.source):
             member = self._tar_index(e.source).get(e.key)
             if member is not None:
                 with open(e.source, "rb") as f:
                     f.seek(member.offset_data)
-                    return decode_image(f.read(member.size))
+                    return decode_image(f.read(member.size), policy)
         return None
 
 

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from ..cli.progress import progress_bar
+from ..data.decode import current_policy
 from ..data.images import DECODE_ERRORS, open_image, skip_reason  # noqa: F401  (re-exported)
 from ..pretrained.load import LoadedEncoder
 from ..runtime.device import autocast_dtype, module_device
@@ -40,17 +41,16 @@ class NoReadableImagesError(RuntimeError):
 class _ImageDataset(Dataset):
     def __init__(self, items: Sequence[Any], boxes: Optional[Sequence[Optional[Box]]], transform):
         self.items, self.boxes, self.transform = list(items), boxes, transform
+        self.policy = current_policy()  # the decode policy, carried into the workers
 
     def __len__(self) -> int:
         return len(self.items)
 
     def __getitem__(self, i: int):
-        from PIL import Image
-
         try:
-            img = open_image(self.items[i], None if self.boxes is None else self.boxes[i])
+            img = open_image(self.items[i], None if self.boxes is None else self.boxes[i], policy=self.policy)
             return i, self.transform(img), None
-        except DECODE_ERRORS + (Image.DecompressionBombError,) as exc:
+        except DECODE_ERRORS as exc:
             return i, None, skip_reason(exc)
 
 

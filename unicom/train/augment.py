@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..data.transforms import to_rgb
 from .config import TRANSFORMS
 
 Augment = Callable[[Image.Image, np.random.Generator], torch.Tensor]
@@ -52,7 +53,7 @@ class SeededGlobal:
             np.random.seed(seed)
             torch.manual_seed(seed)
             try:
-                return self.transform(image.convert("RGB") if image.mode != "RGB" else image)
+                return self.transform(to_rgb(image))  # a no-op on the readers' RGB images
             finally:
                 random.setstate(py_state)
                 np.random.set_state(np_state)

@@ -63,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "(sets eval.every; default: the config's, 0 = off); RUN/export/ then holds the best encoder")
     p.add_argument("--benchmark", help="the benchmark evaluated while training (sets eval.benchmark; default: "
                    "--dataset's test split)")
+    p.add_argument("--background", default=None, help="colour transparent images are composited onto: a name "
+                   "(white, black, gray), #RRGGBB or R,G,B (sets data.background; default: the config's, white "
+                   "as img2dataset's resizer; docs/images.md)")
     p.add_argument("--output", required=True, help="run dir (config.yaml, log.csv, checkpoints/, export/)")
     p.add_argument("--resume", action="store_true", help="continue from RUN/checkpoints/latest (starts fresh when "
                    "there is none; a damaged latest falls back to the previous complete checkpoint)")
@@ -137,6 +140,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         _setup_logging(args.log_level)
         cfg = load_config(args.config, list(args.sets) + list(args.overrides))
+        if args.background:  # set directly: YAML would read "#RRGGBB" as a comment
+            from .config import decode_policy
+
+            cfg.data.background = args.background
+            decode_policy(cfg)
         apply_source_flags(cfg, args)
     except (ValueError, FileNotFoundError) as exn:
         return fail(PROG, exn)

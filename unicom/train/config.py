@@ -19,6 +19,7 @@ from typing import Any, Dict, Iterable, List, Optional, Union
 
 import yaml
 
+from ..data.decode_options import DEFAULT_BACKGROUND, DEFAULT_MAX_PIXELS
 from ..data.transforms import CLIP_MEAN, CLIP_STD
 from ..losses.defaults import DEFAULT_SAMPLE_RATE, check_rate
 
@@ -107,6 +108,8 @@ class DataConfig:
     check_files: bool = True               # labelled sources: every listed image must exist (checked up front)
     source_weight: float = 1.0             # mixed runs: sampling weight of the command line's source
     sources: List[Dict[str, Any]] = field(default_factory=list)  # mixed runs: more sources (docs/training.md)
+    background: str = DEFAULT_BACKGROUND   # colour transparent images are composited onto (docs/images.md)
+    max_image_pixels: int = DEFAULT_MAX_PIXELS  # larger images are skipped as too_large; 0: no limit
 
 
 @dataclass
@@ -340,6 +343,17 @@ def validate(cfg: Config) -> None:
         raise ValueError("eval.every must be ≥ 0 epochs (0: off)")
     if len(cfg.data.crop_scale) != 2 or len(cfg.data.crop_ratio) != 2:
         raise ValueError("data.crop_scale and data.crop_ratio take two numbers [lo, hi]")
+    decode_policy(cfg)  # a bad data.background / data.max_image_pixels fails here, in one line
+
+
+def decode_policy(cfg: Config):
+    """The image decode policy of ``data.background`` and ``data.max_image_pixels``."""
+    from ..data.decode import DecodePolicy
+
+    try:
+        return DecodePolicy.from_settings(cfg.data.background, cfg.data.max_image_pixels)
+    except ValueError as exn:
+        raise ValueError(f"data.background / data.max_image_pixels: {exn}") from None
 
 
 def feature_sample_dim(cfg: HeadConfig, embed_dim: int) -> Optional[int]:

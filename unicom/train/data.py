@@ -48,7 +48,9 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as TF
 
+from ..data.decode import current_policy
 from ..data.shards import shard_name
+from ..data.transforms import to_rgb
 from ..data.wds_reader import Skipped, iter_raw, split_skips, to_sample
 from ..formats.atomic_io import read_npy
 from ..formats.features import CLASS_SIZES_FILE, FEATURES_DIR, read_keys
@@ -155,8 +157,8 @@ class SeededAugment:
         return (height - h) // 2, (width - w) // 2, h, w
 
     def __call__(self, image: Image.Image, rng: np.random.Generator) -> torch.Tensor:
-        if image.mode != "RGB":
-            image = image.convert("RGB")
+        if image.mode != "RGB":  # the readers give RGB already; an image from elsewhere gets the decode policy
+            image = to_rgb(image)
         top, left, h, w = self.crop_params(image.width, image.height, rng)
         image = TF.resized_crop(image, top, left, h, w, [self.size, self.size],
                                 interpolation=InterpolationMode.BICUBIC, antialias=True)
@@ -249,6 +251,7 @@ class TrainStream(IterableDataset):
         self.rank, self.workers = rank, max(1, int(num_workers))
         self.cursors = dict(cursors or {})
         self.phase = int(phase)
+        self.policy = current_policy()  # the decode policy (data.background), carried into the workers
 
     def stream_id(self, worker: int) -> int:
         return self.rank * self.workers + (worker + self.phase) % self.workers
@@ -321,7 +324,7 @@ class TrainStream(IterableDataset):
         label = self.labels.label_for(raw, shard, key)  # LabelIndex, or json_labels.JsonLabels (--label-key)
         if label is None:
             return Skipped("no_label", shard, key)
-        sample = to_sample(raw, need_image=True, need_caption=False, decode=True)
+        sample = to_sample(raw, need_image=True, need_caption=False, decode=True, policy=self.policy)
         if isinstance(sample, Skipped):
             return sample
         return self.augment(sample.image, rng), label

@@ -121,8 +121,11 @@ def json_label_entry(labels) -> Entry:
     """Labels read from a json field (``--label-key``): the field, K and a digest of the class
     sizes counted by the scan (they change when any sample's label does)."""
     sizes = np.ascontiguousarray(labels.class_sizes, dtype=np.int64)
-    return {"label_key": labels.field, "num_classes": labels.num_classes,
-            "class_sizes": hashlib.blake2b(sizes.tobytes(), digest_size=16).hexdigest()}
+    entry: Entry = {"label_key": labels.field, "num_classes": labels.num_classes,
+                    "class_sizes": hashlib.blake2b(sizes.tobytes(), digest_size=16).hexdigest()}
+    if getattr(labels, "names", None) is not None:  # class names: their order is the mapping to ids
+        entry["class_names"] = hashlib.blake2b("\n".join(map(str, labels.names)).encode(), digest_size=16).hexdigest()
+    return entry
 
 
 def labelled_entry(dataset: str, data_root: str, images) -> Entry:

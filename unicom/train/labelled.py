@@ -1,13 +1,15 @@
 """Map-style labelled training data (``--dataset sop|inshop|…|image_folder|csv``): a checked
 image list, a resumable distributed batch sampler, and the DataLoader over them.
 
-**Labels.** The layout's raw labels become head class ids 0..C-1. A CSV's labels are the ids
-themselves (each must be an integer ≥ 0; C = the largest + 1, or ``data.num_classes``); every
-other layout's labels (class ids such as SOP's 1..11318, folder names, item ids) are numbered
-densely in sorted order. A label ≥ ``data.num_classes`` is "outside the head": an error naming
-the row. Every listed image must exist (``data.check_files``): a missing one is an error naming
-the file and the list line, raised before training starts. An image that exists but cannot be
-decoded is skipped and counted as ``bad_image`` (see below).
+**Labels.** The layout's raw labels become head class ids 0..C-1. A CSV's labels are either the
+ids themselves (integers ≥ 0; C = the largest + 1, or ``data.num_classes``) or class names,
+numbered in sorted order (``classes.py``; a CSV mixing both is refused); every other layout's
+labels (class ids such as SOP's 1..11318, folder names, item ids) are numbered densely in
+sorted order. A resumed run numbers names through its saved ``classes.json``. A label ≥
+``data.num_classes`` is "outside the head": an error naming the row. Every listed image must
+exist (``data.check_files``): a missing one is an error naming the file and the list line,
+raised before training starts. An image that exists but cannot be decoded is skipped and
+counted as ``bad_image`` (``too_large`` over the size limit; see below).
 
 **Order.** The samples form one endless global sequence: epoch e is a permutation of the N
 images seeded by (seed, e), and the epochs follow each other. Global position g is sample
@@ -34,9 +36,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from ..data.images import open_image, skip_reason
+from ..data.decode import current_policy
+from ..data.images import DECODE_ERRORS, open_image, skip_reason
 from ..data.wds_reader import Skipped
 from ..datasets import DatasetNotFoundError, LabelledList, LayoutError, encode_labels
+from .classes import INT, KindTracker, as_id, label_kind, map_names
 from .data import Batch
 
 log = logging.getLogger(__name__)
@@ -57,30 +61,57 @@ class LabelledImages:
         return len(self.paths)
 
 
-def _int_label(rows: LabelledList, i: int) -> int:
-    raw = rows.labels[i]
+def _ids_or_names(rows: LabelledList, saved: Optional[Sequence[Optional[str]]]
+                  ) -> Tuple[np.ndarray, Optional[List[Any]]]:
+    """A CSV's labels: all class ids (returned as they are, no names) or all names (numbered in
+    sorted order, or through ``saved``); a mix, a negative id or an empty label is an error."""
+    tracker = KindTracker()
+    for i, raw in enumerate(rows.labels):
+        kind = label_kind(raw)
+        if kind is None:
+            text = str(raw).strip()
+            if text.startswith("-") and text[1:].isdigit():
+                raise LayoutError(f"{rows.origin(i)}: label {text} is negative; class ids run from 0")
+            raise LayoutError(f"{rows.origin(i)}: label {raw!r} is neither a class id (an integer ≥ 0) nor a class "
+                              "name")
+        try:
+            tracker.add(kind, rows.origin(i), raw)
+        except ValueError as exn:
+            raise LayoutError(f"{rows.info.get('list', rows.root)}: {exn}") from None
+    if tracker.kind == INT:
+        return np.asarray([as_id(x) for x in rows.labels], dtype=np.int64), None
+    return _by_name(rows, saved)
+
+
+def _by_name(rows: LabelledList, saved: Optional[Sequence[Optional[str]]]) -> Tuple[np.ndarray, List[Any]]:
+    """Labels numbered by their names (as strings): sorted order, or a resumed run's ``saved``."""
+    text = [str(x).strip() for x in rows.labels]
     try:
-        value = int(str(raw).strip())
-    except ValueError:
-        raise LayoutError(f"{rows.origin(i)}: label {raw!r} is not an integer (a CSV's labels are the class ids "
-                          "0..C-1 of the head)") from None
-    if value < 0:
-        raise LayoutError(f"{rows.origin(i)}: label {value} is negative; class ids run from 0")
-    return value
+        lookup = map_names(text, saved, f"{rows.info.get('list', rows.root)}")
+    except ValueError as exn:
+        raise LayoutError(str(exn)) from None
+    names = list(saved) if saved is not None else sorted(lookup, key=lookup.__getitem__)
+    return np.fromiter((lookup[t] for t in text), dtype=np.int64, count=len(text)), names
 
 
 def check_labelled(rows: LabelledList, num_classes: Optional[int] = None, integer_labels: bool = False,
-                   check_files: bool = True) -> LabelledImages:
+                   check_files: bool = True, saved_names: Optional[Sequence[Optional[str]]] = None) -> LabelledImages:
     """Turn a reader's ``LabelledList`` into head class ids and check it (see the module
-    docstring); errors name the list file and line (or the image)."""
+    docstring); errors name the list file and line (or the image). ``integer_labels`` (a CSV):
+    the labels may be the ids themselves; ``saved_names``: a resumed run's class names."""
     if not len(rows):
         raise LayoutError(f"{rows.name}: the {rows.split} split of {rows.root} lists no images")
-    names = None
+    names: Optional[List[Any]] = None
     if integer_labels:
-        labels = np.asarray([_int_label(rows, i) for i in range(len(rows))], dtype=np.int64)
+        labels, names = _ids_or_names(rows, saved_names)
+    elif saved_names is not None:
+        labels, names = _by_name(rows, saved_names)
     else:
-        labels, names = encode_labels(rows.labels)
+        labels, raw_names = encode_labels(rows.labels)
+        names = [str(n) for n in raw_names]
     needed = int(labels.max()) + 1
+    if names is not None and not num_classes:
+        needed = max(needed, len(names))  # a resumed run keeps its head even if a class has no rows left
     classes = int(num_classes) if num_classes else needed
     if needed > classes:
         i = int(np.argmax(labels))
@@ -142,6 +173,7 @@ class LabelledDataset(Dataset):
 
     def __init__(self, images: LabelledImages, augment, seed: int):
         self.images, self.augment, self.seed = images, augment, int(seed)
+        self.policy = current_policy()  # the decode policy (data.background), carried into the workers
 
     def __len__(self) -> int:
         return len(self.images)
@@ -152,8 +184,8 @@ class LabelledDataset(Dataset):
         for attempt in range(MAX_REPLACEMENTS + 1):
             rng = np.random.default_rng([self.seed, 17, pos] + ([attempt] if attempt else []))
             try:
-                image = open_image(self.images.paths[index])
-            except (OSError, ValueError, SyntaxError) as exn:  # PIL's errors for truncated / corrupt files
+                image = open_image(self.images.paths[index], policy=self.policy)
+            except DECODE_ERRORS as exn:  # PIL's errors for truncated / corrupt / too large files
                 skips.append(Skipped(skip_reason(exn), self.images.name, self.images.paths[index], str(exn)[:200]))
                 index = int(np.random.default_rng([self.seed, 23, pos, attempt]).integers(len(self.images)))
                 continue

@@ -48,7 +48,16 @@ from .meter import WindowMeter
 from .model import unwrap
 from .resume import RunState, Start, fresh_start, resume_candidates, resume_start
 from .run_log import RunLogger, plot_loss
-from .setup import RunParts, build_head, build_model, configure_runtime, planned_samples, record_run, samples_per_epoch
+from .setup import (
+    RunParts,
+    build_head,
+    build_model,
+    configure_runtime,
+    planned_samples,
+    record_run,
+    samples_per_epoch,
+    write_class_names,
+)
 from .sources import build_training_data, on_main
 from .step import LossHook, StepTimes, all_finite, forward_backward, train_step
 
@@ -315,6 +324,7 @@ def _finish(s: _Session, summary: Dict[str, Any]) -> None:
                                  parts.std, parts.embed_dim, extra={"step": state.step, "samples": state.samples,
                                                                     "num_classes": parts.num_classes,
                                                                     "run": str(parts.out)})
+    write_class_names(Path(export_dir), parts.source)  # classes.json beside config.json (names only)
     summary["export"] = str(export_dir)
     plot = plot_loss(parts.out)
     summary["loss_plot"] = str(plot) if plot else None
@@ -364,7 +374,10 @@ def train(cfg: Config, data: Optional[str], labels: Optional[str], output: str, 
     ctx = ctx or init_distributed(cfg.train.device)
     out = Path(output)
     cfg.run.data, cfg.run.labels, cfg.run.output = _opt_str(data), _opt_str(labels), str(output)
-    with lock_output_dir(out, "unicom-train"):
+    from ..data.decode import using_policy
+    from .config import decode_policy
+
+    with lock_output_dir(out, "unicom-train"), using_policy(decode_policy(cfg)):
         parts, start = _setup(cfg, out, resume, allow_changed_inputs, ctx)
         hooks = hooks or RunHooks()
         hooks.on_run_start(parts, start)

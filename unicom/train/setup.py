@@ -164,3 +164,14 @@ def record_run(cfg: Config, out: Path, resume: bool, has_run: bool, source, allo
     else:
         write_fingerprint(out, inputs)
     write_text(out / layout.CONFIG_FILE, cfg.to_yaml())
+    write_class_names(out, source)
+
+
+def write_class_names(directory: Path, source) -> None:
+    """``classes.json`` (``unicom.formats.export.write_classes``) when a source's labels are class
+    names: the name of each head class, so that a resumed run and an evaluation use the same ids."""
+    from ..formats.export import write_classes
+
+    entries = source.class_sources()
+    if any(names is not None for _, names in entries):
+        write_classes(directory, entries)

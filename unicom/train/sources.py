@@ -14,8 +14,11 @@
 The loop calls: ``num_classes``, ``samples_per_epoch``, ``describe()``, ``new_position()``,
 ``restore_position(saved)`` → (position, exact), ``make_loader(position, augment, pin)``,
 ``record(position, batch)`` for every batch it takes, ``position_state(position)``
-(a collective: every rank calls it) for the checkpoint, and ``fingerprint()`` for
-``RUN/inputs.json`` (``inputs.py``: ``--resume`` on changed inputs is refused).
+(a collective: every rank calls it) for the checkpoint, ``fingerprint()`` for
+``RUN/inputs.json`` (``inputs.py``: ``--resume`` on changed inputs is refused) and
+``class_sources()`` for ``classes.json`` (each source's class count and names, ``classes.py``).
+Labels may be class ids or class names; a resumed run numbers names through the saved
+``classes.json`` (``saved``: that source's names).
 """
 from __future__ import annotations
 
@@ -43,7 +46,8 @@ class ShardData:
 
     kind = "shards"
 
-    def __init__(self, cfg, ctx: DistContext, data: Optional[str], labels: Optional[str], label_key: Optional[str]):
+    def __init__(self, cfg, ctx: DistContext, data: Optional[str], labels: Optional[str], label_key: Optional[str],
+                 saved: Optional[List[str]] = None):
         if not data:
             raise ValueError("--dataset shards needs --data (a brace pattern, a directory of .tar or a list file)")
         self.cfg, self.ctx = cfg, ctx
@@ -53,10 +57,10 @@ class ShardData:
             from .json_labels import JsonLabels
 
             d = cfg.data
-            if d.num_classes and d.samples_per_epoch:
-                self.labels = JsonLabels(label_key, d.num_classes)
+            if d.num_classes and d.samples_per_epoch:  # no scan: class ids, or the resumed run's names
+                self.labels = JsonLabels(label_key, d.num_classes, names=saved)
             else:
-                self.labels = on_main(ctx, JsonLabels.scan, self.shards, label_key, d.num_classes)
+                self.labels = on_main(ctx, JsonLabels.scan, self.shards, label_key, d.num_classes, saved)
             self.missing: List[str] = []
         elif labels:
             self.labels = LabelIndex(labels, cfg.data.features_dir)
@@ -87,6 +91,10 @@ class ShardData:
             self.epoch_note = (f"; an epoch is the {n_used} labelled samples of the {len(used)} shard(s) used "
                                f"({shown}), of {n_all} in {self.labels.labels_dir}")
             self.samples_per_epoch = n_used
+
+    def class_sources(self) -> List[Tuple[int, Optional[List[str]]]]:
+        """``[(number of classes, class names or None)]`` for ``classes.json``."""
+        return [(self.num_classes, getattr(self.labels, "names", None))]
 
     def describe(self) -> str:
         how = f"json field {self.labels.field!r}" if hasattr(self.labels, "field") else "cluster labels"
@@ -148,7 +156,8 @@ class LabelledData:
 
     kind = "labelled"
 
-    def __init__(self, cfg, ctx: DistContext, dataset: str, data_root: Optional[str]):
+    def __init__(self, cfg, ctx: DistContext, dataset: str, data_root: Optional[str],
+                 saved: Optional[List[str]] = None):
         from ..datasets import canonical_name, read_train_split
         from .labelled import check_labelled
 
@@ -161,7 +170,7 @@ class LabelledData:
         def load():
             rows = read_train_split(self.name, data_root)
             return check_labelled(rows, cfg.data.num_classes, integer_labels=self.name == "csv",
-                                  check_files=cfg.data.check_files)
+                                  check_files=cfg.data.check_files, saved_names=saved)
 
         # rank 0 reads and checks (one pass of stat calls over the list), the others receive it;
         # an error is raised on every rank with the same message.
@@ -170,6 +179,11 @@ class LabelledData:
         self.num_classes = result.num_classes
         self.samples_per_epoch = len(result)
         self.root = data_root
+
+    def class_sources(self) -> List[Tuple[int, Optional[List[str]]]]:
+        """``[(number of classes, class names or None)]`` for ``classes.json``."""
+        names = self.images.class_names
+        return [(self.num_classes, None if names is None else [str(n) for n in names])]
 
     def describe(self) -> str:
         return f"{self.name} train split in {self.root}: {len(self.images)} images"
@@ -256,6 +270,10 @@ class MixedData:
         self.num_classes = int(self.offsets[-1])
         self.samples_per_epoch = int(sum(s.samples_per_epoch for s in sources))
 
+    def class_sources(self) -> List[Tuple[int, Optional[List[str]]]]:
+        """Every source's ``(number of classes, names or None)``, in head order."""
+        return [entry for s in self.sources for entry in s.class_sources()]
+
     def class_ranges(self) -> List[Tuple[int, int]]:
         """Source k's class ids, as [start, end)."""
         return [(int(self.offsets[k]), int(self.offsets[k + 1])) for k in range(len(self.sources))]
@@ -319,27 +337,35 @@ class MixedData:
 # --------------------------------------------------------------------------------------------
 # Entry point
 # --------------------------------------------------------------------------------------------
-def build_source(cfg, ctx: DistContext, spec: Dict[str, Any]):
-    """One source from ``{dataset, data, labels, label_key, data_root}``."""
+def build_source(cfg, ctx: DistContext, spec: Dict[str, Any], saved: Optional[List[str]] = None):
+    """One source from ``{dataset, data, labels, label_key, data_root}``; ``saved``: its class
+    names in a resumed run's ``classes.json``."""
     known = {"dataset", "data", "labels", "label_key", "data_root", "weight"}
     unknown = set(spec) - known
     if unknown:
         raise ValueError(f"data source {spec}: unknown keys {sorted(unknown)}; a source takes {sorted(known)}")
     dataset = str(spec.get("dataset") or SHARDS)
     if dataset == SHARDS:
-        return ShardData(cfg, ctx, spec.get("data"), spec.get("labels"), spec.get("label_key"))
+        return ShardData(cfg, ctx, spec.get("data"), spec.get("labels"), spec.get("label_key"), saved)
     root = spec.get("data_root") or (spec.get("data") if dataset in ("csv", "image_folder") else None)
-    return LabelledData(cfg, ctx, dataset, root)
+    return LabelledData(cfg, ctx, dataset, root, saved)
 
 
 def build_training_data(cfg, ctx: DistContext):
     """The run's ``TrainingData``: the command line's source (``cfg.run``), mixed with
     ``data.sources`` when that list is not empty."""
+    from .classes import saved_classes
+
     r = cfg.run
     primary = {"dataset": r.dataset, "data": r.data, "labels": r.labels, "label_key": r.label_key,
                "data_root": r.data_root}
-    if not cfg.data.sources:
-        return build_source(cfg, ctx, primary)
     specs = [primary] + [dict(s) for s in cfg.data.sources]
+    saved = saved_classes(r.output) or []  # a resumed run's class names, per source
+    if len(saved) not in (0, len(specs)):
+        raise ValueError(f"{r.output}/classes.json describes {len(saved)} data source(s), this run has "
+                         f"{len(specs)}; resume with the run's original sources")
+    names = saved or [None] * len(specs)
+    if not cfg.data.sources:
+        return build_source(cfg, ctx, primary, names[0])
     weights = [cfg.data.source_weight] + [float(s.get("weight", 1.0)) for s in cfg.data.sources]
-    return MixedData(cfg, ctx, [build_source(cfg, ctx, s) for s in specs], weights)
+    return MixedData(cfg, ctx, [build_source(cfg, ctx, s, n) for s, n in zip(specs, names)], weights)

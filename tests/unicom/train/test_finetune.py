@@ -101,7 +101,8 @@ def _csv(tmp_path, text: str) -> Path:
 
 @pytest.mark.parametrize("text, expected", [
     ("img/0_0.jpg,0\nimg/nope.jpg,1\n", "bad.csv:2: image file"),
-    ("img/0_0.jpg,0\nimg/0_1.jpg,cat\n", "bad.csv:2: label 'cat' is not an integer"),
+    ("img/0_0.jpg,0\nimg/0_1.jpg,cat\n", "bad.csv:2: 'cat'); use one kind"),
+    ("img/0_0.jpg,0\nimg/0_1.jpg, \n", "bad.csv:2: label '' is neither a class id"),
     ("path,label\nimg/0_0.jpg,0\nimg/0_1.jpg\n", "bad.csv:3: expected path,label[,split]"),
     ("img/0_0.jpg,0\nimg/0_1.jpg,-1\n", "bad.csv:2: label -1 is negative"),
 ])
