@@ -36,11 +36,11 @@ class ThumbCache:
 
 
 def jpeg_thumbnail(img, side: int) -> bytes:
-    """``img`` shrunk to fit ``side`` × ``side`` (aspect kept), as JPEG bytes."""
+    """``img`` (RGB, decoded under the policy) shrunk to fit ``side`` × ``side`` (aspect kept), as JPEG bytes."""
     img = img.copy()
     img.thumbnail((side, side))
     buf = io.BytesIO()
-    img.convert("RGB").save(buf, format="JPEG", quality=85)
+    img.save(buf, format="JPEG", quality=85)
     return buf.getvalue()
 
 

@@ -1,7 +1,7 @@
 """What a query image may be: the checks on untrusted bytes before and while they are decoded.
 
-Uploads are decoded by ``unicom.data.images.open_image`` (the toolkit's one image opener) after
-two checks it does not make: the body size (``--max-upload-mb``, also enforced while the body
+Uploads are decoded by ``unicom.data.decode`` (the toolkit's one decode policy) after two checks:
+the body size (``--max-upload-mb``, also enforced while the body
 streams in, ``unicom.serve.app.BodyLimit``) and the pixel count read from the header
 (``--max-pixels``), so that a decompression bomb (a small file that decodes to gigabytes) is
 refused before a single pixel is decoded."""
@@ -9,40 +9,34 @@ from __future__ import annotations
 
 import base64
 import binascii
-import io
 import warnings
 from typing import Optional
 
-from ..data.images import DECODE_ERRORS, open_image
+from ..data.decode import current_policy, decode
+from ..data.images import DECODE_ERRORS
 from .errors import ApiError, bad_request
 
 
 def decode_upload(data: bytes, max_pixels: int, name: str = "the image"):
-    """Bytes of an uploaded image → an RGB PIL image, or ``ApiError`` (400 ``not_an_image``,
-    ``bad_image``; 413 ``decompression_bomb``) naming ``name``."""
+    """Bytes of an uploaded image → an RGB PIL image decoded under the toolkit's decode policy
+    (the process's, i.e. the index's background), with ``max_pixels`` as its size limit, checked
+    on the header before any pixel is decoded; or ``ApiError`` (400 ``empty_image``,
+    ``not_an_image``, ``bad_image``; 413 ``decompression_bomb``) naming ``name``."""
+    from dataclasses import replace
+
     from PIL import Image, UnidentifiedImageError
 
     if not data:
         raise bad_request("empty_image", f"{name} is empty (0 bytes)")
+    policy = replace(current_policy(), max_pixels=int(max_pixels))
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit below decides
-            with Image.open(io.BytesIO(data)) as probe:  # reads the header only
-                width, height = probe.size
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the policy's limit decides
+            return decode(data, policy)
     except UnidentifiedImageError:
         raise bad_request("not_an_image", f"{name} is not an image Pillow can read (JPEG, PNG, WebP, …)") from None
     except Image.DecompressionBombError as exn:
-        raise _bomb(name, str(exn)) from None
-    except DECODE_ERRORS as exn:
-        raise bad_request("bad_image", f"{name} cannot be read: {exn}") from None
-    if width * height > max_pixels:
-        raise _bomb(name, f"{width}x{height} = {width * height:,} pixels, over --max-pixels {max_pixels:,}")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            return open_image(io.BytesIO(data))
-    except Image.DecompressionBombError as exn:
-        raise _bomb(name, str(exn)) from None
+        raise _bomb(name, f"{exn}".replace("--max-image-pixels", "--max-pixels")) from None
     except DECODE_ERRORS as exn:  # truncated, corrupt data after a valid header, …
         raise bad_request("bad_image", f"{name} cannot be decoded ({exn}); is the file complete?") from None
 
