@@ -33,7 +33,7 @@ class ServeConfig:
     top_k: int = option(10, "results returned per query when a request names no k", group="limits")
     max_k: int = option(100, "the largest k a request may ask for", group="limits")
     max_upload_mb: float = option(10.0, "the largest request body in MB (uploads, JSON)", group="limits")
-    max_pixels: int = option(40_000_000, "the largest decoded image in pixels (width x height): a bigger one "
+    max_image_pixels: int = option(40_000_000, "the largest decoded image in pixels (width x height): a bigger one "
                                          "is refused as a decompression bomb before it is decoded", group="limits")
     nprobe: Optional[int] = option(None, "IVF cells to search (None: the index's own)", group="encoder")
     ef_search: Optional[int] = option(None, "HNSW search breadth (None: the index's own)", group="encoder")
@@ -51,7 +51,7 @@ class ServeConfig:
             raise ValueError("give --index (an index folder to search) and/or --clusters (a cluster output to browse)")
         for flag, value, low in (("--port", self.port, 0), ("--batch-size", self.batch_size, 1),
                                  ("--queue-limit", self.queue_limit, 1), ("--top-k", self.top_k, 1),
-                                 ("--max-k", self.max_k, 1), ("--max-pixels", self.max_pixels, 1),
+                                 ("--max-k", self.max_k, 1), ("--max-image-pixels", self.max_image_pixels, 1),
                                  ("--thumb-size", self.thumb_size, 16)):
             if value < low:
                 raise ValueError(f"{flag} must be at least {low} (got {value})")

@@ -24,7 +24,7 @@ def _svc(request: Request) -> Service:
 
 async def _decode(svc: Service, data: bytes, name: str):
     with svc.metrics.timed("decode"):
-        return await run_in_threadpool(decode_upload, data, svc.config.max_pixels, name)
+        return await run_in_threadpool(decode_upload, data, svc.config.max_image_pixels, name)
 
 
 async def _search(svc: Service, q: np.ndarray, k: int) -> List[List[Dict[str, Any]]]:
@@ -187,7 +187,7 @@ async def knn_service(request: Request):
                                         "text; send image (base64), image_url or embedding_input")
     k = svc.check_k(_int(body.get("num_images", svc.config.top_k), "num_images"))
     if body.get("image"):
-        img = await run_in_threadpool(decode_base64, body["image"], svc.config.max_pixels, "image")
+        img = await run_in_threadpool(decode_base64, body["image"], svc.config.max_image_pixels, "image")
         q = await svc.queue.encode([img])
     elif body.get("image_url"):
         i = item_id_from_url(body["image_url"], len(searcher.index))

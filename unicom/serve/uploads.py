@@ -3,7 +3,7 @@
 Uploads are decoded by ``unicom.data.decode`` (the toolkit's one decode policy) after two checks:
 the body size (``--max-upload-mb``, also enforced while the body
 streams in, ``unicom.serve.app.BodyLimit``) and the pixel count read from the header
-(``--max-pixels``), so that a decompression bomb (a small file that decodes to gigabytes) is
+(``--max-image-pixels``), so that a decompression bomb (a small file that decodes to gigabytes) is
 refused before a single pixel is decoded."""
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ def decode_upload(data: bytes, max_pixels: int, name: str = "the image"):
     except UnidentifiedImageError:
         raise bad_request("not_an_image", f"{name} is not an image Pillow can read (JPEG, PNG, WebP, …)") from None
     except Image.DecompressionBombError as exn:
-        raise _bomb(name, f"{exn}".replace("--max-image-pixels", "--max-pixels")) from None
+        raise _bomb(name, str(exn)) from None
     except DECODE_ERRORS as exn:  # truncated, corrupt data after a valid header, …
         raise bad_request("bad_image", f"{name} cannot be decoded ({exn}); is the file complete?") from None
 
