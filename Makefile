@@ -150,7 +150,7 @@ distclean: clean
 # ---- make finetune: fine-tune a released encoder on a labelled dataset (docs/training.md, "Fine-tuning")
 #   make finetune DATASET=sop DATA_ROOT=/data/Stanford_Online_Products ENCODER=ViT-B/32 NPROC=8
 # DATASET: sop | inshop | inaturalist | cub | cars | gldv2 | image_folder | csv. The preset is
-# configs/finetune/DATASET_ENCODER.yaml (ViT-L/14@336px → vit_l14_336) when there is one, else
+# configs/finetune/DATASET_ENCODER.yaml (ViT-L/14@336px → vit_l14_336; e.g. gldv2_vit_l14_336.yaml) when there is one, else
 # configs/finetune/custom.yaml (the architecture taken from ENCODER). FT_ARGS: more flags/overrides.
 FT_TAG    = $(subst @336px,_336,$(subst /,,$(subst -,_,$(subst ViT,vit,$(subst B/,b/,$(subst L/,l/,$(ENCODER)))))))
 FT_CONFIG ?= $(firstword $(wildcard configs/finetune/$(DATASET)_$(FT_TAG).yaml) configs/finetune/custom.yaml)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One prepared check of every CUDA path, for the rare, short visits to a GPU machine.
+# One prepared check of every CUDA path, in one short run on a GPU machine.
 #
 #   benchmarks/gpu_check.sh [OUTDIR]        # OUTDIR default: $OUT if set, else runs/gpu_check
 #

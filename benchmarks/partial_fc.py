@@ -104,7 +104,7 @@ class GemmProbe:
 
 
 class DenseBaseline:
-    """The anchor's structure: dense parameter, sampled rows indexed through autograd, torch AdamW."""
+    """The official PartialFC_V2 structure: dense parameter, sampled rows indexed through autograd, torch AdamW."""
 
     def __init__(self, C, D, r, device, lr=1e-3, wd=0.05, s=64.0, m=0.3):
         import torch

@@ -1,58 +1,50 @@
-"""Agreement of pseudo labels with ground truth: purity and NMI from a contingency table."""
+"""Agreement of pseudo labels with ground truth: purity and NMI, computed by scikit-learn.
+
+The clustering gathers a ``{(cluster, truth): count}`` mapping from every rank (a few bytes per
+distinct pair, whatever the number of samples), so the report starts from counts. scikit-learn's
+``contingency_matrix`` and ``normalized_mutual_info_score`` take aligned label arrays, so the
+counts are expanded back into one int32 code per labelled sample (8 bytes a sample) just for
+this call.
+"""
 from __future__ import annotations
 
 from collections import Counter
 from typing import Dict, Hashable, Mapping, Tuple
 
 import numpy as np
+from sklearn.metrics import normalized_mutual_info_score
+from sklearn.metrics.cluster import contingency_matrix
 
 
-def contingency_matrix(pairs: Mapping[Tuple[int, Hashable], int]) -> np.ndarray:
-    """Dense [clusters, truth classes] counts from a {(cluster, truth): count} mapping
-    (only the clusters and classes that occur)."""
-    clusters = sorted({c for c, _ in pairs})
-    truths = sorted({t for _, t in pairs}, key=str)
-    ci = {c: i for i, c in enumerate(clusters)}
+def label_codes(pairs: Mapping[Tuple[int, Hashable], int]) -> Tuple[np.ndarray, np.ndarray]:
+    """Two aligned int32 arrays ``(cluster_codes, truth_codes)`` of length sum(counts), one
+    entry per labelled sample, from a {(cluster, truth): count} mapping. Truth values may be of
+    any hashable type (names or ids); they are ordered by ``str`` so that mixed types sort."""
+    items = [(c, t, n) for (c, t), n in pairs.items() if n > 0]
+    truths = sorted({t for _, t, _ in items}, key=str)
     ti = {t: i for i, t in enumerate(truths)}
-    m = np.zeros((len(clusters), len(truths)), np.int64)
-    for (c, t), n in pairs.items():
-        m[ci[c], ti[t]] += n
-    return m
-
-
-def purity(m: np.ndarray) -> float:
-    """Fraction of samples whose cluster's majority class is their class."""
-    n = m.sum()
-    return float(m.max(axis=1).sum() / n) if n else float("nan")
-
-
-def _entropy(counts: np.ndarray) -> float:
-    p = counts[counts > 0] / counts.sum()
-    return float(-(p * np.log(p)).sum())
-
-
-def nmi(m: np.ndarray) -> float:
-    """Normalised mutual information, arithmetic normalisation (scikit-learn's default):
-    I(U;V) / mean(H(U), H(V)); 1.0 when both partitions are trivial and equal."""
-    n = m.sum()
-    if n == 0:
-        return float("nan")
-    hu, hv = _entropy(m.sum(axis=1)), _entropy(m.sum(axis=0))
-    if hu == 0 and hv == 0:
-        return 1.0
-    nz = m > 0
-    pij = m[nz] / n
-    pi = (m.sum(axis=1, keepdims=True) / n).repeat(m.shape[1], axis=1)[nz]
-    pj = (m.sum(axis=0, keepdims=True) / n).repeat(m.shape[0], axis=0)[nz]
-    mi = float((pij * (np.log(pij) - np.log(pi) - np.log(pj))).sum())
-    denom = (hu + hv) / 2
-    return float(max(0.0, mi) / denom) if denom > 0 else 0.0
+    counts = np.fromiter((n for _, _, n in items), np.int64, len(items))
+    clusters = np.fromiter((c for c, _, _ in items), np.int64, len(items))
+    truth = np.fromiter((ti[t] for _, t, _ in items), np.int64, len(items))
+    return (np.repeat(clusters, counts).astype(np.int32, copy=False),
+            np.repeat(truth, counts).astype(np.int32, copy=False))
 
 
 def agreement(pairs: Mapping[Tuple[int, Hashable], int]) -> Dict[str, float]:
-    """Purity, NMI and sizes from a {(cluster, truth): count} mapping."""
-    m = contingency_matrix(pairs)
-    return {"purity": purity(m), "nmi": nmi(m), "samples_with_truth": int(m.sum()),
+    """Purity, NMI and sizes from a {(cluster, truth): count} mapping.
+
+    purity: fraction of samples whose cluster's majority truth class is their own;
+    nmi: scikit-learn's ``normalized_mutual_info_score`` (arithmetic normalisation,
+    I(U;V) / mean(H(U), H(V)); 1.0 when both partitions are trivial and equal).
+    NaN for both when no sample has a truth value."""
+    clusters, truth = label_codes(pairs)
+    if len(clusters) == 0:
+        return {"purity": float("nan"), "nmi": float("nan"), "samples_with_truth": 0,
+                "truth_classes": 0, "clusters_with_truth": 0}
+    m = contingency_matrix(clusters, truth, sparse=True)  # [clusters, truth classes], only those that occur
+    return {"purity": float(m.max(axis=1).sum() / len(clusters)),
+            "nmi": float(normalized_mutual_info_score(truth, clusters)),
+            "samples_with_truth": int(len(clusters)),
             "truth_classes": int(m.shape[1]), "clusters_with_truth": int(m.shape[0])}
 
 

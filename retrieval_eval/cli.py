@@ -13,12 +13,12 @@ any file is written; a failing write is a one-line error after it.
 from __future__ import annotations
 
 import argparse
-import logging
 import pickle
 from typing import List, Optional
 
 from unicom.cli.dataclass_args import add_dataclass_arguments, dataclass_from_namespace
 from unicom.cli.flags import fail
+from unicom.cli.log_setup import setup_logging
 
 from .options import EvalInputs, EvalOptions
 
@@ -55,7 +55,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         opts = dataclass_from_namespace(EvalOptions, args)
     except ValueError as exc:
         return fail(PROG, exc)
-    logging.basicConfig(level=inputs.log_level, format=f"{PROG}: %(levelname)s %(name)s: %(message)s")
+    setup_logging(PROG, inputs.log_level)
     from unicom.data.decode import set_policy
 
     set_policy(opts.decode_policy())  # the picture of results decodes like the evaluation

@@ -48,9 +48,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def run_ranks(script, args=(), world_size: int = 2, timeout: float = 300, env_extra=None):
+def run_ranks(script, args=(), world_size: int = 2, timeout: float = 300, env_extra=None, with_stderr: bool = False):
     """Run ``python SCRIPT ARGS`` as ``world_size`` ranks with torchrun's environment variables
-    (gloo over loopback); assert every rank exits 0 and return their stdout, in rank order."""
+    (gloo over loopback); assert every rank exits 0 and return their stdout, in rank order
+    (``with_stderr``: stdout then stderr, where the commands' log records go)."""
     port = free_port()
     root = str(Path(__file__).resolve().parents[1])
     procs = []
@@ -70,7 +71,7 @@ def run_ranks(script, args=(), world_size: int = 2, timeout: float = 300, env_ex
                 p.kill()
     for p, (out, err) in zip(procs, outs):
         assert p.returncode == 0, f"rank exited {p.returncode}:\n{out}\n{err[-3000:]}"
-    return [out for out, _ in outs]
+    return [out + err if with_stderr else out for out, err in outs]
 
 
 def _mount_tmpfs(path: Path, size: str, read_only: bool = False) -> bool:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from unicom.datasets import csv_list as reader
 from unicom.datasets.base import LabelledList
 from unicom.datasets.csv_list import NAME, SOURCE  # noqa: F401
+from unicom.datasets.registry import DATASETS
 
 from .base import LABELLED, Benchmark, labelled_image_sets
 
@@ -40,5 +41,6 @@ def load(data_root, **_) -> Benchmark:
     sets, names = labelled_image_sets({k: list(zip(rows[k].paths, rows[k].labels)) for k in order})
     info = {"list": str(path), "class_names": names}
     if len(rows["all"]):
-        return Benchmark(NAME, LABELLED, sets["all"], source=SOURCE, info=info)
-    return Benchmark(NAME, LABELLED, sets["query"], sets["gallery"], source=SOURCE, info=info)
+        return Benchmark(NAME, LABELLED, sets["all"], ks=DATASETS[NAME].ks, source=SOURCE, info=info)
+    return Benchmark(NAME, LABELLED, sets["query"], sets["gallery"], ks=DATASETS[NAME].ks, source=SOURCE,
+                     info=info)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from unicom.datasets.registry import DATASETS
+
 from .base import LABELLED, Benchmark, ImageSet
 
 NAME = "digits"
@@ -21,5 +23,5 @@ def load(data_root=None, image_size: int = IMAGE_SIZE, **_) -> Benchmark:
     items = [Image.fromarray(255 - p).resize((image_size, image_size), Image.BILINEAR).convert("RGB")
              for p in pixels]
     keys = [f"digits/{i:04d}" for i in range(len(items))]
-    return Benchmark(NAME, LABELLED, ImageSet(items, labels=d.target, keys=keys), ks=(1, 2, 4, 8), source=SOURCE,
+    return Benchmark(NAME, LABELLED, ImageSet(items, labels=d.target, keys=keys), ks=DATASETS[NAME].ks, source=SOURCE,
                      info={"image_size": image_size})

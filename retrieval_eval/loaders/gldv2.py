@@ -8,6 +8,7 @@ import numpy as np
 
 from unicom.datasets import gldv2 as reader
 from unicom.datasets.gldv2 import NAME, SOLUTION, SOURCE, image_path  # noqa: F401
+from unicom.datasets.registry import DATASETS
 
 from .base import GLDV2, GLDV2_MISSING, Benchmark, ImageSet
 
@@ -29,7 +30,7 @@ def load(data_root, **_) -> Benchmark:
         gt.append(np.asarray(relevant, dtype=np.int64))
     queries = ImageSet(q_items, keys=q_keys)
     gallery = ImageSet([image_path(root / "index", x) for x in index_ids], keys=[f"index/{x}" for x in index_ids])
-    return Benchmark(NAME, GLDV2, queries, gallery, ks=(100,), ground_truth=gt, query_groups=np.asarray(groups),
-                     source=SOURCE, info={"root": str(root), "solution": str(task["solution"]),
-                                          "relevant_ids_not_in_index": unknown,
-                                          GLDV2_MISSING: np.asarray(missing_per_query)})
+    return Benchmark(NAME, GLDV2, queries, gallery, ks=DATASETS[NAME].ks, ground_truth=gt,
+                     query_groups=np.asarray(groups), source=SOURCE,
+                     info={"root": str(root), "solution": str(task["solution"]), "relevant_ids_not_in_index": unknown,
+                           GLDV2_MISSING: np.asarray(missing_per_query)})

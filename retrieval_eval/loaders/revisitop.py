@@ -23,6 +23,8 @@ from typing import Dict, List
 
 import numpy as np
 
+from unicom.datasets.registry import dataset_spec
+
 from .. import safe_pickle
 from .base import REVISITOP, Benchmark, ImageSet, find_dataset_dir
 
@@ -93,5 +95,5 @@ def load(data_root, name: str = "roxford5k", **_) -> Benchmark:
     queries = ImageSet([str(jpg / f"{q}.jpg") for q in cfg["qimlist"]], boxes=[g["bbx"] for g in cfg["gnd"]])
     gallery = ImageSet([str(jpg / f"{x}.jpg") for x in cfg["imlist"]])
     gt = [{k: g[k] for k in ("easy", "hard", "junk")} for g in cfg["gnd"]]
-    return Benchmark(name, REVISITOP, queries, gallery, ks=(1, 5, 10), ground_truth=gt, source=source,
+    return Benchmark(name, REVISITOP, queries, gallery, ks=dataset_spec(name).ks, ground_truth=gt, source=source,
                      info={"ground_truth_file": str(root / marker), "root": str(root)})

@@ -19,36 +19,44 @@ import logging
 import math
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional
 
+from ..cli.dataclass_args import add_dataclass_arguments, dataclass_from_namespace, option
+from ..cli.flags import HelpFormatter, fail
+from ..cli.log_setup import LEVELS, setup_logging
+
 log = logging.getLogger(__name__)
 
-DEFAULTS = dict(model="TinyCLIP-demo", epochs=15, batch_size=128, lr=2e-3, weight_decay=0.1, warmup_steps=20,
-                seed=0, threads=1)
+
+@dataclass
+class ClipPretrainArgs:
+    """Every flag of ``make clip`` (``python -m unicom.demo.clip_pretrain``) and its default; the
+    training settings among them are also the cache key recorded beside the weights."""
+
+    data: str = option(None, "shards: brace pattern, a directory of .tar or a list file", required=True)
+    output: str = option(None, "weights file to write (.safetensors); a .json beside it records the settings and "
+                         "the loss", required=True)
+    clip_model: str = option("TinyCLIP-demo", "open_clip model name (random init, then trained)")
+    epochs: int = option(15, "passes over the pairs")
+    batch_size: int = option(128, "pairs per step (the contrastive batch)")
+    lr: float = option(2e-3, "AdamW peak learning rate (cosine decay)")
+    weight_decay: float = option(0.1, "AdamW weight decay")
+    warmup_steps: int = option(20, "linear warm-up steps")
+    seed: int = option(0, "random seed (initial weights and batch order)")
+    threads: int = option(1, "torch CPU threads; fixed so that the result does not depend on the core count (one is "
+                          "fastest on a busy 2-core machine: with two, each step waits at barriers)")
+    force: bool = option(False, "retrain even if OUTPUT exists with the same settings")
+    log_level: str = option("INFO", "logging level", choices=LEVELS, type=str.upper)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    d = DEFAULTS
     p = argparse.ArgumentParser(prog="python -m unicom.demo.clip_pretrain", description=(
         "Contrastively pretrain a small open_clip model on the image-caption pairs of webdataset shards "
         "(CPU, deterministic) and save its weights as safetensors, for --clip-pretrained."),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--data", required=True, help="shards: brace pattern, a directory of .tar or a list file")
-    p.add_argument("--output", required=True, help="weights file to write (.safetensors); a .json beside it "
-                                                     "records the settings and the loss")
-    p.add_argument("--clip-model", default=d["model"], help="open_clip model name (random init, then trained)")
-    p.add_argument("--epochs", type=int, default=d["epochs"], help="passes over the pairs")
-    p.add_argument("--batch-size", type=int, default=d["batch_size"], help="pairs per step (the contrastive batch)")
-    p.add_argument("--lr", type=float, default=d["lr"], help="AdamW peak learning rate (cosine decay)")
-    p.add_argument("--weight-decay", type=float, default=d["weight_decay"], help="AdamW weight decay")
-    p.add_argument("--warmup-steps", type=int, default=d["warmup_steps"], help="linear warm-up steps")
-    p.add_argument("--seed", type=int, default=d["seed"], help="random seed (initial weights and batch order)")
-    p.add_argument("--threads", type=int, default=d["threads"],
-                   help="torch CPU threads; fixed so that the result does not depend on the core count (one is "
-                        "fastest on a busy 2-core machine: with two, each step waits at barriers)")
-    p.add_argument("--force", action="store_true", help="retrain even if OUTPUT exists with the same settings")
-    p.add_argument("--log-level", default="INFO", help="logging level")
+        formatter_class=HelpFormatter)
+    add_dataclass_arguments(p, ClipPretrainArgs)
     return p
 
 
@@ -122,10 +130,8 @@ def train_clip(model, images, tokens, epochs: int, batch_size: int, lr: float, w
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    from ..cli.flags import fail
-
+    args = dataclass_from_namespace(ClipPretrainArgs, build_parser().parse_args(argv))
+    setup_logging("clip_pretrain", args.log_level)
     out = Path(args.output)
     if out.suffix != ".safetensors":
         return fail("clip_pretrain",

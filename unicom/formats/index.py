@@ -68,7 +68,7 @@ def write_clip_retrieval(out_dir, embeddings: np.ndarray, image_paths: Sequence[
         import pyarrow.parquet as pq
     except ImportError:
         raise RuntimeError("--format clip-retrieval writes parquet and needs pyarrow: "
-                           "pip install 'unicom[parquet]' (or pip install pyarrow)") from None
+                           "pip install 'unicom-toolkit[parquet]' (or pip install pyarrow)") from None
     n = len(keys)
     if not (len(embeddings) == len(image_paths) == len(captions) == n):
         raise ValueError(f"clip-retrieval output: {len(embeddings)} embeddings for {n} keys")

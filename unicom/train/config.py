@@ -4,9 +4,10 @@ A config file holds any subset of the sections below; missing keys keep their de
 Overrides use dotted keys, ``optim.lr=1e-3`` or ``--set optim.lr=1e-3``; values are parsed as
 YAML (``true``, ``null``, ``[0.9, 0.95]``, ``1e-3``). An unknown key is an error that lists the
 keys of its section, so a typo never silently does nothing. Every value is converted to its
-field's declared type when it is set (``1`` → ``1.0`` for a float, ``"1e-3"`` → ``0.001``), and a
-value that does not fit is a one-line error naming the key and the type; the code downstream
-never casts. The resolved config (file +
+field's declared type when it is set (``1`` → ``1.0`` for a float, ``"1e-3"`` → ``0.001``) by
+``unicom.cli.convert.convert``, the conversion every command's flags go through too, and a value
+that does not fit is a one-line error naming the key and the type; the code downstream never
+casts. The resolved config (file +
 overrides + the run's paths) is written to ``RUN/config.yaml``.
 """
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any, Dict, Iterable, List, Optional, Union
 import yaml
 
 from ..data.decode_options import DEFAULT_BACKGROUND, DEFAULT_MAX_PIXELS
+from ..cli.convert import convert
 from ..data.transforms import CLIP_MEAN, CLIP_STD
 from ..losses.defaults import DEFAULT_SAMPLE_RATE, check_rate
 
@@ -225,66 +227,7 @@ def set_value(cfg: Config, dotted: str, value: Any) -> None:
     fields = _section_fields(obj)
     if key not in fields:
         raise ValueError(f"unknown config key {dotted!r}; keys of {section!r}: {', '.join(fields)}")
-    setattr(obj, key, coerce(value, typing.get_type_hints(type(obj))[key], dotted))
-
-
-def coerce(value: Any, hint: Any, key: str) -> Any:
-    """``value`` converted to the type ``hint`` (``int``, ``float``, ``bool``, ``str``,
-    ``Optional[...]``, ``List[...]`` or ``Any``); a ValueError naming ``key`` when it does not fit."""
-    if hint is Any:
-        return value
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin is Union:  # Optional[X]
-        if value is None:
-            return None
-        return coerce(value, next(a for a in args if a is not type(None)), key)
-    if origin in (dict, Dict):
-        if not isinstance(value, dict):
-            raise ValueError(f"config key {key} expects a mapping, got {value!r}")
-        return dict(value)
-    if origin in (list, List):
-        if not isinstance(value, (list, tuple)):
-            raise ValueError(f"config key {key} expects a list, got {value!r}")
-        return [coerce(v, args[0] if args else Any, key) for v in value]
-    try:
-        return _SCALARS[hint](value)
-    except (TypeError, ValueError):
-        raise ValueError(f"config key {key} expects {_TYPE_NAMES[hint]}, got {value!r}") from None
-
-
-def _to_int(v: Any) -> int:
-    if isinstance(v, bool) or isinstance(v, float) and not v.is_integer():
-        raise ValueError(v)
-    if isinstance(v, str):
-        v = float(v) if any(c in v for c in ".eE") else int(v)
-        return _to_int(v)
-    if not isinstance(v, (int, float)):
-        raise TypeError(v)
-    return int(v)
-
-
-def _to_float(v: Any) -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float, str)):
-        raise TypeError(v)
-    return float(v)
-
-
-def _to_bool(v: Any) -> bool:
-    if isinstance(v, bool):
-        return v
-    if isinstance(v, int) and v in (0, 1):
-        return bool(v)
-    raise ValueError(v)
-
-
-def _to_str(v: Any) -> str:
-    if not isinstance(v, str):
-        raise TypeError(v)
-    return v
-
-
-_SCALARS = {int: _to_int, float: _to_float, bool: _to_bool, str: _to_str}
-_TYPE_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+    setattr(obj, key, convert(value, typing.get_type_hints(type(obj))[key], f"config key {dotted}"))
 
 
 def parse_override(text: str):

@@ -28,6 +28,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
+from ..datasets.registry import dataset_spec
 from ..formats.atomic_io import write_bytes, write_json, write_text
 from ..runtime.distributed import barrier
 
@@ -35,13 +36,14 @@ log = logging.getLogger(__name__)
 EVAL_CSV = "eval.csv"
 EVAL_PNG = "eval.png"
 EVAL_RESULTS = "results.json"  # what unicom-eval writes into its --output folder (retrieval_eval/outputs.py)
-HEADLINE = {"gldv2": "mAP@100", "roxford5k": "mAP_medium", "rparis6k": "mAP_medium"}
 NO_TEST_SPLIT = ("shards",)
 
 
 def headline_metric(benchmark: str) -> str:
-    """The metric that picks the best encoder: R@1, or mAP@100 (gldv2), mAP_medium (revisitop)."""
-    return HEADLINE.get(benchmark, "R@1")
+    """The metric that picks the best encoder: R@1, or mAP@100 (gldv2), mAP_medium (revisitop),
+    as ``unicom.datasets.registry`` declares for the benchmark (R@1 for a name it does not know)."""
+    spec = dataset_spec(benchmark)
+    return spec.headline if spec is not None else "R@1"
 
 
 def _repo_root() -> str:

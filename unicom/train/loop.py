@@ -255,8 +255,8 @@ def _log_row(s: _Session, meter: WindowMeter, result, with_head_share: bool) -> 
 
 
 def _run_steps(s: _Session, total_steps: int) -> Tuple[bool, int]:
-    """Train until ``total_steps`` (or ``train.stop_after_steps`` this session); returns
-    (finished, steps run this session). Checkpoints every ``train.ckpt_every`` steps and at the end."""
+    """Train until ``total_steps`` (or ``train.stop_after_steps`` in this process); returns
+    (finished, steps run by this process). Checkpoints every ``train.ckpt_every`` steps and at the end."""
     parts, cfg, state = s.parts, s.parts.cfg, s.state
     log_every, ckpt_every = max(1, cfg.train.log_every), cfg.train.ckpt_every or 0
     with_head_share = cfg.train.timing or parts.device.type == "cpu"

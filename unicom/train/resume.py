@@ -55,7 +55,7 @@ class RunState:
 
 @dataclass
 class Start:
-    """Where this session starts."""
+    """Where this run (a fresh start or a resume) begins."""
 
     state: RunState
     position: Any                     # the source's position (sources.py)

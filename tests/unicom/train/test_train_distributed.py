@@ -63,7 +63,7 @@ def test_two_rank_gloo_gradients_run_and_resume_on_one_rank(toy_labels, tmp_path
     script.write_text(WORKER)
     args = ["--data", str(shards), "--labels", str(labels), "--output", str(run), *TINY_OVERRIDES,
             "data.batch_size=8", "train.max_steps=6", "train.ckpt_every=3", "train.stop_after_steps=4"]
-    outs = run_ranks(script, args)
+    outs = run_ranks(script, args, with_stderr=True)  # the trainer's log records are on stderr
 
     # DDP averaging + the head's embedding_grad_scale + no_sync accumulation: exact gradients
     grads = [line.split() for out in outs for line in out.splitlines() if line.startswith("GRADS")]
