@@ -20,8 +20,8 @@ from typing import Any, Dict, Iterable, List, Optional, Union
 
 import yaml
 
-from ..data.decode_options import DEFAULT_BACKGROUND, DEFAULT_MAX_PIXELS
 from ..cli.convert import convert
+from ..data.decode_options import DEFAULT_BACKGROUND, DEFAULT_MAX_PIXELS
 from ..data.transforms import CLIP_MEAN, CLIP_STD
 from ..losses.defaults import DEFAULT_SAMPLE_RATE, check_rate
 

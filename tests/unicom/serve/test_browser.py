@@ -58,10 +58,25 @@ def browser():
     driver.quit()
 
 
-def _wait(driver, cond, timeout=15):
+def _wait(driver, cond, timeout=30):
+    """Wait for ``cond``; an element the page re-rendered meanwhile (stale) just means "not yet"."""
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(driver, timeout).until(lambda d: cond(d))
+    return WebDriverWait(driver, timeout, ignored_exceptions=(NoSuchElementException, StaleElementReferenceException)
+                         ).until(lambda d: cond(d))
+
+
+def _click_nth(driver, selector: str, i: int):
+    """Click the ``i``-th element matching ``selector`` once the page has settled; returns its
+    aria-label. Found and clicked in one step, so a re-render in between is retried, not an error."""
+    def attempt(d):
+        el = d.find_elements("css selector", selector)[i]
+        label = el.get_attribute("aria-label") or ""
+        el.click()
+        return label or True
+
+    return _wait(driver, attempt)
 
 
 def test_the_page_searches_follows_results_and_browses_pseudo_classes(live_server, browser, service, tmp_path):
@@ -84,9 +99,7 @@ def test_the_page_searches_follows_results_and_browses_pseudo_classes(live_serve
     d.save_screenshot(str(tmp_path / "search.png"))
 
     # a click on a result searches from it; the URL names it; the keyboard does the same
-    target = d.find_elements(By.CSS_SELECTOR, "#results .card")[3]
-    label = target.get_attribute("aria-label")
-    target.click()
+    label = _click_nth(d, "#results .card", 3)
     _wait(d, lambda d: "q=item%3A" in d.current_url)
     item = int(d.current_url.split("item%3A")[1].split("&")[0])
     _wait(d, lambda d: f"item {item}" in d.find_element(By.ID, "query-label").text)
@@ -98,11 +111,17 @@ def test_the_page_searches_follows_results_and_browses_pseudo_classes(live_serve
     # from the keyboard: focus the second result and press Enter
     from selenium.webdriver.common.keys import Keys
 
-    second = _wait(d, lambda d: d.find_elements(By.CSS_SELECTOR, "#results .card"))[1]
-    d.execute_script("arguments[0].focus()", second)
-    assert d.switch_to.active_element == second
     before = d.current_url
-    second.send_keys(Keys.ENTER)
+
+    def focus_second_and_press_enter(d):
+        second = d.find_elements(By.CSS_SELECTOR, "#results .card")[1]
+        d.execute_script("arguments[0].focus()", second)
+        if d.switch_to.active_element != second:
+            return False
+        second.send_keys(Keys.ENTER)
+        return True
+
+    _wait(d, focus_second_and_press_enter)
     _wait(d, lambda d: d.current_url != before and "q=item%3A" in d.current_url)
 
     # the pseudo-class tab: sorted by purity, a class opens its members, a member seeds a search
@@ -112,14 +131,14 @@ def test_the_page_searches_follows_results_and_browses_pseudo_classes(live_serve
 
     Select(d.find_element(By.ID, "sort")).select_by_value("purity")
     _wait(d, lambda d: "sort=purity" in d.current_url)
-    d.find_elements(By.CSS_SELECTOR, "#classes button")[0].click()
-    members = _wait(d, lambda d: d.find_elements(By.CSS_SELECTOR, "#members .card"))
+    _click_nth(d, "#classes button", 0)
+    _wait(d, lambda d: d.find_elements(By.CSS_SELECTOR, "#members .card"))
     assert "purity" in d.find_element(By.ID, "class-title").text
     _wait(d, lambda d: d.execute_script(
         "return [...document.querySelectorAll('#members img')].slice(0, 8).every(i => i.complete && i.naturalWidth)"))
     shot = tmp_path / "classes.png"
     d.save_screenshot(str(tmp_path / "classes.png"))
-    members[0].click()
+    _click_nth(d, "#members .card", 0)
     _wait(d, lambda d: "q=member%3A" in d.current_url and d.find_elements(By.CSS_SELECTOR, "#results .card"))
     assert "pseudo-class member" in d.find_element(By.ID, "query-label").text
 
