@@ -13,6 +13,19 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach a model hub
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_unicom_cache(tmp_path_factory):
+    """Weights fingerprints and downloads go to a cache of the test session's own, not the
+    user's ``~/.cache/unicom`` (subprocesses inherit it)."""
+    old = os.environ.get("UNICOM_CACHE")
+    os.environ["UNICOM_CACHE"] = str(tmp_path_factory.mktemp("unicom_cache"))
+    yield
+    if old is None:
+        os.environ.pop("UNICOM_CACHE", None)
+    else:
+        os.environ["UNICOM_CACHE"] = old
+
+
 @pytest.fixture(scope="session")
 def sample_set(tmp_path_factory):
     """Path of a freshly generated (small) sample set, with its manifest dict."""
