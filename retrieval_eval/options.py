@@ -20,6 +20,8 @@ INPUTS = "benchmark and encoder (give one of --model, --clip-model, --embeddings
 SEARCH = "metrics and search"
 OUTPUTS = "outputs"
 RUNTIME = "runtime"
+COMPACT = "through an index, compact embeddings, published figures (docs/evaluation.md)"
+DEFAULT_PCA_FIT_SAMPLES = 20000
 
 
 def int_list(text: str) -> List[int]:
@@ -36,10 +38,14 @@ def int_or_none(text: str) -> Optional[int]:
 class EvalInputs:
     """What is evaluated: the benchmark and the encoder (or precomputed embeddings)."""
 
-    benchmark: Optional[str] = option(None, "benchmark name (see docs/evaluation.md for the list and layouts)",
-                                      group=INPUTS)
-    data_root: Optional[str] = option(None, "the benchmark's unpacked root folder (sample: data/sample; csv: the "
-                                            "CSV file; digits: unused)", group=INPUTS)
+    benchmark: Optional[List[str]] = option(None, "benchmark name(s) (see docs/evaluation.md for the list and "
+                                                  "layouts); several are evaluated one after the other",
+                                            type=str, nargs="+", metavar="NAME", group=INPUTS)
+    data_root: Optional[List[str]] = option(None, "the benchmark's unpacked root folder (sample: data/sample; csv: "
+                                                  "the CSV file; digits: unused); with several benchmarks one "
+                                                  "parent folder holding each dataset's archive folder, or one "
+                                                  "root per benchmark", type=str, nargs="+", metavar="DIR",
+                                            group=INPUTS)
     model: Optional[str] = option(None, "a Unicom encoder: a unicom.load name (ViT-B/32, ...), an export/ folder, "
                                         "a .pt/.safetensors file or a training checkpoint folder", group=INPUTS)
     clip_model: Optional[str] = option(None, "an open_clip model name (or local-dir:PATH), embedded with "
@@ -87,6 +93,28 @@ class EvalOptions:
     distractor_cache: Optional[str] = option(None, "folder of the distractor feature cache (None: "
                                                    "$UNICOM_CACHE/distractors or ~/.cache/unicom/distractors)",
                                              group=OUTPUTS)
+    index_type: Optional[str] = option(None, "also search the database through this faiss index and report every "
+                                             "metric through it, with its recall against exact search: flat, "
+                                             "hnsw, ivf or a faiss index_factory string (IVF256,PQ32, "
+                                             "OPQ32,IVF256,PQ32, IVF256,SQ8, HNSW32 ...), as unicom-embed takes",
+                                       metavar="SPEC", group=COMPACT)
+    index_params: Optional[str] = option(None, "search parameters of --index-type in faiss ParameterSpace syntax "
+                                               "(nprobe=32, efSearch=256); default: unicom-embed's (IVF "
+                                               "max(16, nlist/64) cells, HNSW efSearch 128)", metavar="P=V,..",
+                                         group=COMPACT)
+    dims: Optional[List[int]] = option(None, "also report every metric with the embedding cut to its first d "
+                                             "dimensions (and PCA to d with --pca-fit), float32 and float16, with "
+                                             "a plot against dimension and bytes per vector", type=int_list,
+                                       nargs="+", metavar="D", group=COMPACT)
+    pca_fit: Optional[str] = option(None, "with --dims: fit the PCA on this set, never the test set: a dataset "
+                                          "name (its train split, from --data-root or NAME:ROOT; 'sample' = the "
+                                          "sample set's training shards), an image folder, list file or shards, "
+                                          "a unicom-embed folder or a .npy", metavar="SOURCE", group=COMPACT)
+    pca_fit_samples: int = option(DEFAULT_PCA_FIT_SAMPLES, "at most this many --pca-fit vectors (evenly spaced)",
+                                  type=int, group=COMPACT)
+    compare: Optional[str] = option(None, "'official': add the published R@1 of the released encoder (zero-shot) "
+                                          "or of its make finetune run (supervised) and the difference",
+                                    choices=("official",), group=COMPACT)
     batch_size: int = option(128, "images per forward pass", type=int, group=RUNTIME)
     workers: int = option(DEFAULT_WORKERS, "DataLoader worker processes", type=int, group=RUNTIME)
     device: str = option("auto", "auto, cpu, cuda or cuda:N (model and faiss search)", group=RUNTIME)
@@ -104,6 +132,15 @@ class EvalOptions:
             if not self.ks or self.ks[0] < 1:
                 raise ValueError(f"--recall-at needs positive integers, got {self.ks}")
         self.decode_policy()  # a bad --background / --max-image-pixels is refused before any work
+        if self.dims is not None:
+            flat_dims = [d for x in self.dims for d in (x if isinstance(x, (list, tuple)) else [x])]
+            self.dims = sorted({int(d) for d in flat_dims})
+            if not self.dims or self.dims[0] < 1:
+                raise ValueError(f"--dims needs positive integers, got {self.dims}")
+        if self.pca_fit is not None and not self.dims:
+            raise ValueError("--pca-fit is for --dims (it fits the PCA that reduces to each d)")
+        if int(self.pca_fit_samples) < 1:
+            raise ValueError(f"--pca-fit-samples must be positive, got {self.pca_fit_samples}")
         if self.max_r is not None and int(self.max_r) < 1:
             raise ValueError(f"--max-r must be a positive integer or 'none', got {self.max_r}")
 

@@ -20,6 +20,7 @@ from .options import EvalOptions
 RESULTS_FILE = "results.json"
 PER_CLASS_FILE = "per_class.json"
 PICTURE_FILE = "retrieval.png"
+COMPACT_PLOT_FILE = "compact.png"
 
 
 @dataclass
@@ -28,6 +29,7 @@ class OutputPaths:
     results: Optional[Path]
     per_class: Optional[Path]
     picture: Optional[Path]
+    compact_plot: Optional[Path] = None   # with --dims: the metric against dimension and bytes per vector
 
 
 def output_paths(opts: EvalOptions, benchmark: str) -> OutputPaths:
@@ -35,14 +37,18 @@ def output_paths(opts: EvalOptions, benchmark: str) -> OutputPaths:
     out = None if opts.output is None else Path(opts.output).expanduser()
     if out is None:
         folder, results, per_class, picture = None, None, None, Path(f"{benchmark}_retrieval.png")
+        compact = Path(f"{benchmark}_compact.png")
     elif out.suffix.lower() == ".json":
         folder, results = None, out
         per_class, picture = out.with_suffix(".per_class.json"), out.with_suffix(".png")
+        compact = out.with_suffix(".compact.png")
     else:
         folder, results, per_class, picture = out, out / RESULTS_FILE, out / PER_CLASS_FILE, out / PICTURE_FILE
+        compact = out / COMPACT_PLOT_FILE
     if opts.visualize_path:
         picture = Path(opts.visualize_path).expanduser()
-    return OutputPaths(folder, results, per_class if results else None, picture if opts.visualize else None)
+    return OutputPaths(folder, results, per_class if results else None, picture if opts.visualize else None,
+                       compact if opts.dims else None)
 
 
 def write_outputs(ev, opts: EvalOptions) -> List[Path]:
@@ -64,6 +70,14 @@ def write_outputs(ev, opts: EvalOptions) -> List[Path]:
                 save_grid(paths.picture, ev.bench, ev.examples, opts.visualize_k)
                 ev.results["visualization"] = str(paths.picture)
                 written.append(paths.picture)
+        if paths.compact_plot is not None and ev.results.get("compact"):
+            from .compact import plot_compact
+
+            comp = ev.results["compact"]
+            plot_compact(comp["rows"], comp["metric"], paths.compact_plot,
+                         title=f"{ev.bench.name}: {(ev.results.get('encoder') or {}).get('name', '')}")
+            comp["plot"] = str(paths.compact_plot)
+            written.append(paths.compact_plot)
         if opts.save_embeddings and ev.embeddings is not None:
             write_npy(opts.save_embeddings, ev.embeddings)
             written.append(Path(opts.save_embeddings))

@@ -154,8 +154,10 @@ def _run_evaluation(encoder, benchmark, data_root, embeddings, labels, distracto
     sizes_before = bench.sizes()
     timing: Dict[str, float] = {}
     enc = None
+    basis = _compare_basis(opts, encoder, embeddings)
     if embeddings is not None:
         q_emb, g_emb = _split_precomputed(bench, _load_array(embeddings, "embeddings"))
+        plan = preflight(opts, bench, int(q_emb.shape[1]), data_root, have_encoder=False)
         q_skip, g_skip = _nan_skips(q_emb), _nan_skips(g_emb)
         enc_info: Dict[str, Any] = {"name": "precomputed", "kind": "embeddings",
                                     "file": str(embeddings) if isinstance(embeddings, (str, os.PathLike)) else None,
@@ -167,6 +169,7 @@ def _run_evaluation(encoder, benchmark, data_root, embeddings, labels, distracto
         from unicom.models.encoders import as_encoder
 
         enc = as_encoder(encoder, opts.device)
+        plan = preflight(opts, bench, int(enc.embed_dim), data_root, have_encoder=True)
         q_emb, g_emb, q_skip, g_skip, enc_info = _embed_benchmark(enc, bench, opts, timing)
     all_emb = q_emb if g_emb is None else np.concatenate([q_emb, g_emb])
 
@@ -197,14 +200,95 @@ def _run_evaluation(encoder, benchmark, data_root, embeddings, labels, distracto
                   "gallery_listed": sizes_before["gallery"]},
         "skipped": skipped, "metrics": scored.metrics, "settings": settings, "timing": timing,
     }
+    if opts.index_type:
+        from .index_eval import evaluate_index
+
+        t0 = time.time()
+        results["index"] = evaluate_index(bench, q_emb, g_emb, opts.index_type, opts.index_params, search)
+        timing["index_seconds"] = round(time.time() - t0, 3)
+    if opts.dims:
+        t0 = time.time()
+        results["compact"] = _compact(bench, q_emb, g_emb, all_emb, scored.metrics, enc, plan, opts, search,
+                                      results.get("index"))
+        timing["compact_seconds"] = round(time.time() - t0, 3)
     if distractors is not None:
         _add_distractors(results, distractors, enc, bench, q_emb, g_emb, opts, search)
+    if basis is not None:
+        from .published import compare
+
+        results["published"] = compare(results, basis)
     timing["total_seconds"] = round(time.time() - t_start, 3)
     return Evaluation(results, bench, scored.examples, scored.per_class, all_emb)
 
 
+def _compare_basis(opts: EvalOptions, encoder: Any, embeddings: Any) -> Optional[Dict[str, Any]]:
+    """``--compare official``: what the published table is compared with, checked before any
+    work (a ValueError for an encoder the table has no figure for)."""
+    if not opts.compare:
+        return None
+    from .published import comparison_basis
+
+    spec = None
+    if embeddings is None:
+        if isinstance(encoder, (str, os.PathLike)):
+            spec = os.fspath(encoder)
+        elif getattr(encoder, "kind", None) not in (None, "open_clip", "module"):
+            spec = str(encoder.source)
+    return comparison_basis(spec)
+
+
+def preflight(opts: EvalOptions, bench: Benchmark, dim: int, data_root, have_encoder: bool) -> Dict[str, Any]:
+    """Check ``--dims``, ``--index-type``/``--index-params`` and ``--pca-fit`` against the
+    benchmark and the embedding size before anything is embedded; one-line ValueErrors."""
+    plan: Dict[str, Any] = {}
+    if opts.dims:
+        from .compact import check_dims
+
+        check_dims(opts.dims, dim)
+    if opts.index_type:
+        from .index_eval import check_index
+
+        check_index(opts.index_type, dim, len(bench.search_set), opts.index_params)
+    if opts.pca_fit:
+        from .compact import check_dims
+        from .pca_fit import resolve_fit_source
+
+        root = data_root[0] if isinstance(data_root, (list, tuple)) else data_root
+        src = resolve_fit_source(opts.pca_fit, bench, root, have_encoder, opts.pca_fit_samples)
+        if src.paths is not None:
+            check_dims(opts.dims or [], dim, len(src.paths))
+        plan["pca_fit"] = src
+    return plan
+
+
+def _compact(bench, q_emb, g_emb, all_emb, full_metrics, enc, plan, opts: EvalOptions, search, index_record):
+    """The ``compact`` record: every metric through each reduction of ``--dims``."""
+    from .compact import PCA, compact_rows, headline_metric
+
+    pca = None
+    fit_record = None
+    src = plan.get("pca_fit")
+    if src is not None:
+        from .pca_fit import describe, load_fit_embeddings
+
+        fit = load_fit_embeddings(src, enc, all_emb, precision=opts.precision, cache_root=opts.distractor_cache,
+                                  batch_size=opts.batch_size, workers=opts.workers, progress=opts.progress,
+                                  max_samples=opts.pca_fit_samples)
+        pca = PCA.fit(fit, max(opts.dims or [1]))
+        fit_record = {**describe(src, len(fit)), "explained_variance": {
+            str(d): round(float(pca.explained[:d].sum()), 4) for d in opts.dims or []}}
+
+    def score_fn(q, g):
+        return score(bench, q, g, **search).metrics
+
+    rows = compact_rows(q_emb, g_emb, opts.dims or [], score_fn, full_metrics, pca, index_record, opts.progress)
+    return {"dims": list(opts.dims or []), "metric": headline_metric(bench.protocol), "pca_fit": fit_record,
+            "rows": [r.record() for r in rows]}
+
+
 def _add_distractors(results, source, enc, bench, q_emb, g_emb, opts: EvalOptions, search) -> None:
-    """Score again with the distractors in the database: ``metrics_with_distractors``."""
+    """Score again with the distractors in the database: ``metrics_with_distractors`` (and,
+    with ``--index-type``, the index over gallery and distractors: ``index_with_distractors``)."""
     from .distractors import load_distractors
 
     t0 = time.time()
@@ -220,6 +304,11 @@ def _add_distractors(results, source, enc, bench, q_emb, g_emb, opts: EvalOption
     results["distractors"] = {**d.describe(), "search_k": scored.settings["search_k"],
                               "search_device": scored.settings["search_device"]}
     results["metrics_with_distractors"] = scored.metrics
+    if opts.index_type:
+        from .index_eval import evaluate_index
+
+        results["index_with_distractors"] = evaluate_index(bench, q_emb, g_emb, opts.index_type, opts.index_params,
+                                                           search, distractors=d.features)
 
 
 def evaluate(encoder: Any = None, benchmark: Union[str, Benchmark, None] = "sample", data_root=None, *,

@@ -47,18 +47,35 @@ def format_table(results: Dict[str, Any]) -> str:
                      else "MAP@R/RP: R uncapped")
         lines[-1] += ("   means: per class (avg of avgs)" if settings.get("avg_of_avgs") else "   means: per query")
     metrics = results.get("metrics", {})
+    columns = [("value", metrics)]
+    index = results.get("index")
+    if index is not None:
+        lines.append(index_line(index))
+        columns.append(("index", index["metrics"]))
     extra = results.get("metrics_with_distractors")
     if extra is not None:
         d = results.get("distractors", {})
         lines.append(f"distractors {d.get('count')} from {d.get('source')}"
                      + (f"   skipped {sum(d.get('skipped', {}).values())}" if d.get("skipped") else ""))
+        columns.append(("+distractors", extra))
+        if results.get("index_with_distractors") is not None:
+            lines.append("with distractors: " + index_line(results["index_with_distractors"]))
+            columns.append(("index+distr.", results["index_with_distractors"]["metrics"]))
     labels = {name: _label(name, settings) for name in metrics}
     width = max([len(x) for x in labels.values()] + [6])
-    header = f"{'metric':<{width}}  {'value':>7}" + (f"  {'+distractors':>12}" if extra is not None else "")
+    widths = [max(7, len(title)) for title, _ in columns]
+    header = f"{'metric':<{width}}" + "".join(f"  {title:>{w}}" for (title, _), w in zip(columns, widths))
     lines += [header, "-" * len(header)]
-    for name, value in metrics.items():
-        row = f"{labels[name]:<{width}}  {_cell(value):>7}"
-        if extra is not None:
-            row += f"  {_cell(extra.get(name)):>12}"
-        lines.append(row)
+    for name in metrics:
+        lines.append(f"{labels[name]:<{width}}" + "".join(f"  {_cell(vals.get(name)):>{w}}"
+                                                          for (_, vals), w in zip(columns, widths)))
     return "\n".join(lines)
+
+
+def index_line(index: Dict[str, Any]) -> str:
+    """One line describing an evaluation index: factory string, parameters, size, recall."""
+    rec = index.get("recall_vs_exact", {})
+    code = index.get("code_bytes_per_vector")
+    return (f"index {index.get('factory')}" + (f" ({index['search_params']})" if index.get("search_params") else "")
+            + f"   {'n/a' if code is None else code} code bytes/vector, {index.get('index_bytes_per_vector')} on disk"
+            + "   recall vs exact: " + ", ".join(f"{k} {100.0 * v:.2f}" for k, v in rec.items()))

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -40,6 +40,16 @@ from .options import DEFAULT_MAX_R
 
 REVISITOP_KAPPAS = (1, 5, 10)
 GLDV2_K = 100
+
+# A searcher has ``ntotal``, ``search(xq, k) -> (scores, ids)`` and ``device_for(k)``, as
+# ``knn.ExactSearcher``; an approximate one (``index_eval.IndexSearcher``) may pad ids with -1
+# where the index found fewer than k results. ``make_searcher(db, device)`` builds one.
+SearcherFactory = Callable[[np.ndarray, str], Any]
+
+
+def exact_searcher(db: np.ndarray, device: str = "auto") -> "knn.ExactSearcher":
+    """The default searcher: exact inner product over the normalised rows ``db`` [n, d]."""
+    return knn.ExactSearcher(db, device=device, normalized=True)
 
 
 @dataclass
@@ -101,10 +111,12 @@ def _collect(examples: Dict[int, Example], wanted: set, start: int, scores, ids,
 def score_labelled(bench: Benchmark, q_emb: np.ndarray, g_emb: Optional[np.ndarray], ks: Sequence[int],
                    max_r: Optional[int] = DEFAULT_MAX_R, device: str = "auto", chunk_size: Optional[int] = None,
                    n_examples: int = 0, example_k: int = 8, progress: bool = False,
-                   distractors: Optional[np.ndarray] = None, avg_of_avgs: bool = False) -> Scored:
+                   distractors: Optional[np.ndarray] = None, avg_of_avgs: bool = False,
+                   make_searcher: SearcherFactory = exact_searcher) -> Scored:
     """Recall@K, MAP@R and R-precision; all-vs-all (self excluded by index) or query → gallery.
     ``avg_of_avgs`` reports the mean over classes of the per-class means instead of the mean
-    over queries; the per-class records are returned either way."""
+    over queries; the per-class records are returned either way. A result id of -1 (an
+    approximate index that found fewer than k items) counts as a non-relevant item."""
     ql = bench.queries.labels
     gl = bench.search_set.labels
     exclude_self = bench.all_vs_all
@@ -124,16 +136,18 @@ def score_labelled(bench: Benchmark, q_emb: np.ndarray, g_emb: Optional[np.ndarr
     wanted = set(example_queries(len(ql), n_examples).tolist())
     examples: Dict[int, Example] = {}
     t0 = time.time()
-    searcher = knn.ExactSearcher(db, device=device, normalized=True)
+    searcher = make_searcher(db, device)
+    # id -1 (no result) reads this sentinel label, which no query has
+    gl_lookup = np.append(gl, min(int(gl.min()), int(ql.min())) - 2)
     for start, s, i in knn.iter_search(q_emb, None, k, exclude_self=exclude_self, chunk_size=chunk_size,
                                        progress=progress, searcher=searcher):
         stop = start + len(i)
-        rel = gl[i] == ql[start:stop, None]
+        rel = gl_lookup[i] == ql[start:stop, None]
         first[start:stop] = first_relevant_rank(rel)
         ap[start:stop] = average_precision_at_r(rel, r[start:stop], max_r)
         rp[start:stop] = r_precision_per_query(rel, r[start:stop], max_r)
         _collect(examples, wanted, start, s, i,
-                 lambda q, nb: ["pos" if gl[j] == ql[q] else "neg" for j in nb], example_k)
+                 lambda q, nb: ["pos" if gl_lookup[j] == ql[q] else "neg" for j in nb], example_k)
     per_query = {f"R@{int(kk)}": (first < int(kk)).astype(np.float64) for kk in ks}
     per_query["MAP@R"], per_query["RP"] = ap, rp
     per_class = per_class_means(ql, per_query, bench.info.get("class_names"))
@@ -152,7 +166,8 @@ def score_labelled(bench: Benchmark, q_emb: np.ndarray, g_emb: Optional[np.ndarr
 def score_revisitop(bench: Benchmark, q_emb: np.ndarray, g_emb: np.ndarray, device: str = "auto",
                     chunk_size: Optional[int] = None, n_examples: int = 0, example_k: int = 8,
                     progress: bool = False, kappas: Sequence[int] = REVISITOP_KAPPAS,
-                    distractors: Optional[np.ndarray] = None) -> Scored:
+                    distractors: Optional[np.ndarray] = None,
+                    make_searcher: SearcherFactory = exact_searcher) -> Scored:
     """mAP and mP@k under the Easy/Medium/Hard protocols, ranking the whole database (gallery
     and distractors)."""
     gt = bench.ground_truth
@@ -167,7 +182,7 @@ def score_revisitop(bench: Benchmark, q_emb: np.ndarray, g_emb: np.ndarray, devi
         return ["pos" if j in set(pos.tolist()) else "ignored" if j in set(ign.tolist()) else "neg" for j in nb]
 
     t0 = time.time()
-    searcher = knn.ExactSearcher(db, device=device, normalized=True)
+    searcher = make_searcher(db, device)
     for start, s, i in knn.iter_search(q_emb, None, k, chunk_size=chunk_size, progress=progress, searcher=searcher):
         for row in range(len(i)):
             per_query[start + row] = revisitop_query(i[row], gt[start + row], kappas)
@@ -185,7 +200,8 @@ def score_revisitop(bench: Benchmark, q_emb: np.ndarray, g_emb: np.ndarray, devi
 
 def score_gldv2(bench: Benchmark, q_emb: np.ndarray, g_emb: np.ndarray, device: str = "auto",
                 chunk_size: Optional[int] = None, n_examples: int = 0, example_k: int = 8, progress: bool = False,
-                k: int = GLDV2_K, distractors: Optional[np.ndarray] = None) -> Scored:
+                k: int = GLDV2_K, distractors: Optional[np.ndarray] = None,
+                make_searcher: SearcherFactory = exact_searcher) -> Scored:
     """mAP@100 per query group: ``mAP@100`` for the Private (test) queries, ``mAP@100_public``.
 
     Relevant ids of the solution that are missing from the index (``bench.info``'s per-query
@@ -201,7 +217,7 @@ def score_gldv2(bench: Benchmark, q_emb: np.ndarray, g_emb: np.ndarray, device: 
     wanted = set(example_queries(len(gt), n_examples).tolist())
     examples: Dict[int, Example] = {}
     t0 = time.time()
-    searcher = knn.ExactSearcher(db, device=device, normalized=True)
+    searcher = make_searcher(db, device)
     for start, s, i in knn.iter_search(q_emb, None, max(depth, min(example_k, len(db))), chunk_size=chunk_size,
                                        progress=progress, searcher=searcher):
         for row in range(len(i)):
