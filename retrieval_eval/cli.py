@@ -86,6 +86,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     from unicom.models.inference import NoReadableImagesError
 
     from .loaders import DatasetNotFoundError, UnreadableDataError, load_benchmark
+    from .options import BadRequestError
 
     data_errors = (DatasetNotFoundError, FileNotFoundError, ValueError, UnreadableDataError, NoReadableImagesError,
                    pickle.UnpicklingError, RuntimeError)
@@ -97,7 +98,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         if opts.compare:
             from .published import comparison_basis
 
-            comparison_basis(inputs.model)  # checked before the encoder is even loaded
+            try:
+                comparison_basis(None if inputs.clip_model else inputs.model)  # before the encoder is even loaded
+            except ValueError as exc:
+                raise BadRequestError(str(exc)) from None
         encoder = inputs.model
         if inputs.clip_model:
             from unicom.models.encoders import open_clip_encoder
@@ -107,6 +111,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             from unicom.models.encoders import as_encoder
 
             encoder = as_encoder(encoder, opts.device)  # loaded once for every benchmark
+    except BadRequestError as exc:
+        return fail(PROG, exc)
     except data_errors as exc:
         return fail(PROG, exc, code=1)
     comparisons = []
@@ -133,6 +139,7 @@ def _evaluate_one(inputs: EvalInputs, opts: EvalOptions, encoder, bench, root, s
     from unicom.models.inference import NoReadableImagesError
 
     from .loaders import DatasetNotFoundError, UnreadableDataError
+    from .options import BadRequestError
     from .pipeline import run_evaluation
 
     data_errors = (DatasetNotFoundError, FileNotFoundError, ValueError, UnreadableDataError, NoReadableImagesError,
@@ -143,6 +150,8 @@ def _evaluate_one(inputs: EvalInputs, opts: EvalOptions, encoder, bench, root, s
         ev = run_evaluation(encoder, bench if bench is not None else "embeddings", root,
                             embeddings=inputs.embeddings, labels=inputs.labels, distractors=inputs.distractors,
                             options=opts)
+    except BadRequestError as exc:
+        return fail(PROG, exc)
     except data_errors as exc:
         return fail(PROG, exc, code=1)
     from .outputs import write_outputs

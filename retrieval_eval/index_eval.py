@@ -62,16 +62,32 @@ def apply_search_params(index, params: Optional[str], spec: str) -> str:
     return text
 
 
+def training_points_needed(index) -> int:
+    """``min_training_points`` of the factory, and 256 when an OPQ rotation precedes the index
+    (faiss trains OPQ with its own 8-bit product quantiser, 256 centroids per sub-space)."""
+    faiss = import_faiss()
+    need = min_training_points(index)
+    if not index.is_trained and isinstance(index, faiss.IndexPreTransform):
+        for i in range(index.chain.size()):
+            if isinstance(faiss.downcast_VectorTransform(index.chain.at(i)), faiss.OPQMatrix):
+                need = max(need, 256)
+    return need
+
+
 def check_index(spec: str, d: int, n: int, params: Optional[str] = None) -> str:
     """Validate an index request before any work: ``spec`` must parse for ``d``-d vectors, the
     ``n`` database vectors must be enough to train it, and ``params`` must apply. Returns the
     factory string; raises a one-line ValueError naming the value and what would work."""
     index, factory = make_index(spec, d, n)
-    need = min_training_points(index)
+    need = training_points_needed(index)
     if need > n:
         ivf = ivf_of(index)
-        hint = (f"use at most IVF{max(1, n // 39)} cells (39 training points per cell)" if ivf is not None
-                and 39 * int(ivf.nlist) > n else "use fewer PQ bits (e.g. PQ…x4) or a Flat/HNSW index")
+        if ivf is not None and 39 * int(ivf.nlist) > n:
+            hint = f"use at most IVF{max(1, n // 39)} cells (39 training points per cell)"
+        elif need == 256 and "OPQ" in factory.upper():
+            hint = "drop the OPQ rotation (it trains 256 centroids per sub-space) or use a Flat/HNSW index"
+        else:
+            hint = "use fewer PQ bits (PQ…x4 needs 16 vectors) or a Flat/HNSW index"
         raise ValueError(f"--index-type {spec!r} ({factory}) needs at least {need} training vectors but the "
                          f"benchmark's database has {n}; {hint}")
     apply_search_params(index, params, spec)

@@ -24,6 +24,12 @@ COMPACT = "through an index, compact embeddings, published figures (docs/evaluat
 DEFAULT_PCA_FIT_SAMPLES = 20000
 
 
+class BadRequestError(ValueError):
+    """A flag's value that cannot work with this benchmark or encoder (``--dims`` above the
+    embedding size, an unknown ``--index-type``, ``--pca-fit`` on the test set …), found before
+    any work; ``unicom-eval`` exits 2 with its one-line message."""
+
+
 def int_list(text: str) -> List[int]:
     """``"1,2 4"`` → [1, 2, 4] (commas or spaces)."""
     return [int(x) for x in text.replace(",", " ").split()]

@@ -81,6 +81,11 @@ def resolve_fit_source(spec: str, bench, data_root, have_encoder: bool, max_samp
 
     if p.is_dir() and features_folder(spec) is not None:
         return FitSource(spec, "features", load=spec, description=f"unicom-embed features {features_folder(spec)}")
+    if not p.exists() and "{" not in spec and "://" not in spec:
+        from unicom.datasets import training_datasets
+
+        raise ValueError(f"--pca-fit {spec}: neither a dataset with a train split ({', '.join(training_datasets())}, "
+                         "sample) nor an existing folder, list file, shard pattern, unicom-embed folder or .npy")
     if not have_encoder:
         raise ValueError(f"--pca-fit {spec}: images need an encoder (--model or --clip-model); with --embeddings "
                          "pass precomputed fit features (a unicom-embed folder or a .npy)")
@@ -94,11 +99,6 @@ def resolve_fit_source(spec: str, bench, data_root, have_encoder: bool, max_samp
     elif p.is_file() and p.suffix.lower() in (".txt", ".list", ".lst"):
         lines = [x.strip() for x in p.read_text(encoding="utf-8").splitlines() if x.strip()]
         _refuse_overlap(spec, [str((p.parent / x) if not os.path.isabs(x) else x) for x in lines], test, bench.name)
-    elif not p.exists() and "{" not in spec and "://" not in spec:
-        from unicom.datasets import training_datasets
-
-        raise ValueError(f"--pca-fit {spec}: neither a dataset with a train split ({', '.join(training_datasets())}, "
-                         "sample) nor an existing folder, list file, shard pattern, unicom-embed folder or .npy")
     return FitSource(spec, "images", load=spec, description=f"images {spec}")
 
 

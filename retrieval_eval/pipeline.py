@@ -24,7 +24,7 @@ from unicom.formats.atomic_io import read_npy
 from .knn import search_device_for
 from .loaders import LABELLED, Benchmark, ImageSet, load_benchmark
 from .loaders.base import UnreadableDataError, missing_file_error
-from .options import EvalOptions
+from .options import BadRequestError, EvalOptions
 from .scoring import Example, score
 
 log = logging.getLogger(__name__)
@@ -228,18 +228,28 @@ def _compare_basis(opts: EvalOptions, encoder: Any, embeddings: Any) -> Optional
         return None
     from .published import comparison_basis
 
-    spec = None
+    spec: Optional[str] = None
     if embeddings is None:
         if isinstance(encoder, (str, os.PathLike)):
             spec = os.fspath(encoder)
         elif getattr(encoder, "kind", None) not in (None, "open_clip", "module"):
             spec = str(encoder.source)
-    return comparison_basis(spec)
+    try:
+        return comparison_basis(spec)
+    except ValueError as exc:
+        raise BadRequestError(str(exc)) from None
 
 
 def preflight(opts: EvalOptions, bench: Benchmark, dim: int, data_root, have_encoder: bool) -> Dict[str, Any]:
     """Check ``--dims``, ``--index-type``/``--index-params`` and ``--pca-fit`` against the
     benchmark and the embedding size before anything is embedded; one-line ValueErrors."""
+    try:
+        return _preflight(opts, bench, dim, data_root, have_encoder)
+    except ValueError as exc:
+        raise BadRequestError(str(exc)) from None
+
+
+def _preflight(opts: EvalOptions, bench: Benchmark, dim: int, data_root, have_encoder: bool) -> Dict[str, Any]:
     plan: Dict[str, Any] = {}
     if opts.dims:
         from .compact import check_dims
