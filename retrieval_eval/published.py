@@ -42,9 +42,12 @@ def canonical_model(name: Optional[str]) -> Optional[str]:
     """The released model ``name`` denotes (case and ``-``/``/`` spelling forgiven), or None."""
     if not name:
         return None
-    norm = str(name).strip().lower().replace("-", "/").replace("_", "/")
+
+    def norm(text: str) -> str:
+        return str(text).strip().lower().replace("-", "/").replace("_", "/").replace("@336px", "/336")
+
     for m in MODELS:
-        if norm == m.lower() or norm == m.lower().replace("@336px", "/336"):
+        if norm(name) == norm(m):
             return m
     return None
 
