@@ -5,6 +5,12 @@ once, as ``make demo`` does, then trains the demo preset four times — class-ce
 r ∈ {1.0, 0.1} × feature-dimension sampling on (the preset's rate) / off (all dimensions) —
 and evaluates each run on the held-out `sample` benchmark and on `digits`. Prints a table,
 writes it as JSON and Markdown, and a PNG bar chart. Every run uses the same seed and data.
+
+Each evaluation also measures compact embeddings (``unicom-eval --dims``): R@1 with the
+embedding truncated to its first d dimensions, and PCA-reduced to d dimensions with the PCA
+fitted on the sample set's training shards (``--pca-fit sample``, never the held-out test
+images), for d in ``--dims``. The second table and ``ablation_dims.png`` show these curves for
+feature sampling on and off: truncation is where feature-dimension sampling should matter.
 """
 from __future__ import annotations
 
@@ -36,6 +42,9 @@ def main(argv=None) -> int:
     p.add_argument("--feature-rate", type=float, default=0.5, help="feature sampling rate when 'on' (default 0.5)")
     p.add_argument("--train-args", default="", help="extra overrides for every training run")
     p.add_argument("--json", default=None, help="write the table as JSON here (default: OUT/ablation.json)")
+    p.add_argument("--dims", type=int, nargs="+", default=[8, 16, 32, 64, 128],
+                   help="compact-embedding curve: evaluate each run cut (and PCA-reduced) to these dimensions "
+                        "(default: 8 16 32 64 128; the demo embeds in 128)")
     a = p.parse_args(argv)
     repo, out = Path.cwd(), Path(a.output)
     log, timings = out / "ablation.log", {}
@@ -44,7 +53,7 @@ def main(argv=None) -> int:
              repo, log, timings)
     run_step("make cluster", make_argv(a.make, "cluster", {**common, "NUM_CLUSTERS": str(a.num_clusters),
                                                           "CLIP_PRETRAINED": a.clip_pretrained}), repo, log, timings)
-    rows = []
+    rows, curves = [], []
     for rate, feat_on in itertools.product(a.rates, (True, False)):
         name = f"r{rate:g}_feat{'on' if feat_on else 'off'}"
         fr = a.feature_rate if feat_on else 1.0
@@ -58,9 +67,14 @@ def main(argv=None) -> int:
             res_path = out / "eval" / f"{bench}_{name}.json"
             run_step(f"eval {bench} {name}", eval_command() + [
                 "--benchmark", bench, "--data-root", a.sample_dir, "--model", str(run / "export"),
-                "--output", str(res_path), "--no-progress"], repo, log, timings)
-            metrics = json.loads(res_path.read_text())["metrics"]
+                "--output", str(res_path), "--no-progress", "--dims", *map(str, a.dims), "--pca-fit", "sample",
+                "--distractor-cache", str(out / "feature_cache")], repo, log, timings)
+            res = json.loads(res_path.read_text())
+            metrics = res["metrics"]
             row[f"{bench} R@1"], row[f"{bench} MAP@R"] = metrics["R@1"], metrics["MAP@R"]
+            curves += [{"run": name, "feature_sample_rate": fr, "class_sample_rate": rate, "benchmark": bench,
+                        "method": r["method"], "dims": r["dims"], "R@1": r["metrics"]["R@1"]}
+                       for r in res["compact"]["rows"] if r["dtype"] == "float32"]
         rows.append(row)
     cols = ["run", "class_sample_rate", "feature_sample_rate", "sample R@1", "sample MAP@R", "digits R@1",
             "digits MAP@R", "train_seconds"]
@@ -72,7 +86,53 @@ def main(argv=None) -> int:
     write_json(a.json or out / "ablation.json", rows)
     write_text(out / "ablation.md", table + "\n")
     _plot(rows, out / "ablation.png")
+    dims_table = _dims_table(curves, a.dims)
+    print("\nR@1 of compact embeddings (truncated to the first d dimensions | PCA to d, fitted on the training "
+          "shards)\n" + dims_table)
+    write_json(out / "ablation_dims.json", curves)
+    write_text(out / "ablation_dims.md", dims_table + "\n")
+    _plot_dims(curves, out / "ablation_dims.png")
     return 0
+
+
+def _dims_table(curves, dims) -> str:
+    """Markdown: one line per run and benchmark, R@1 truncated | PCA at each d."""
+    cols = ["run", "benchmark"] + [f"d={d}" for d in dims]
+    md = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    keys = sorted({(c["run"], c["benchmark"]) for c in curves}, key=lambda k: (k[1], k[0]))
+    for run, bench in keys:
+        cells = []
+        for d in dims:
+            got = {c["method"]: c["R@1"] for c in curves if c["run"] == run and c["benchmark"] == bench
+                   and c["dims"] == d}
+            cells.append(f"{got.get('truncate', float('nan')):.3f} \\| {got.get('pca', float('nan')):.3f}")
+        md.append(f"| {run} | {bench} | " + " | ".join(cells) + " |")
+    return "\n".join(md)
+
+
+def _plot_dims(curves, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    benches = sorted({c["benchmark"] for c in curves})
+    fig, axes = plt.subplots(1, len(benches), figsize=(5.5 * len(benches), 4), squeeze=False)
+    for ax, bench in zip(axes[0], benches):
+        for i, run in enumerate(sorted({c["run"] for c in curves})):
+            for method, style in (("truncate", "-"), ("pca", "--")):
+                pts = sorted((c["dims"], c["R@1"]) for c in curves
+                             if c["run"] == run and c["benchmark"] == bench and c["method"] == method)
+                if pts:
+                    ax.plot(*zip(*pts), style, marker="o", color=f"C{i}", label=f"{run} {method}")
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("dimensions")
+        ax.set_ylabel("Recall@1")
+        ax.set_title(bench)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    with atomic_write(path) as f:
+        fig.savefig(f, format="png")
 
 
 def _plot(rows, path: Path) -> None:
