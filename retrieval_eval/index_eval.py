@@ -111,6 +111,26 @@ def code_bytes(index) -> Optional[int]:
     return None
 
 
+def index_file_bytes(index, in_memory_limit: int = 1 << 30) -> int:
+    """The size of ``index`` as ``faiss.write_index`` stores it: serialised in memory when small,
+    written to a temporary file (and removed) when it would take more than ``in_memory_limit``
+    bytes of RAM."""
+    import os
+    import tempfile
+
+    faiss = import_faiss()
+    estimate = int(index.ntotal) * (code_bytes(index) or 4 * int(index.d))
+    if estimate < in_memory_limit:
+        return int(faiss.serialize_index(index).size)
+    fd, path = tempfile.mkstemp(suffix=".faiss")
+    os.close(fd)
+    try:
+        faiss.write_index(index, path)
+        return os.path.getsize(path)
+    finally:
+        os.unlink(path)
+
+
 class IndexSearcher:
     """A faiss index over the normalised database ``db`` [n, d] with the ``knn.ExactSearcher``
     interface: ``search(xq, k)`` returns (scores, ids) [nq, k], best first, ids -1 where the
@@ -146,7 +166,7 @@ class IndexSearcher:
 
     def describe(self) -> Dict[str, Any]:
         """The index's record in the results: spec, factory string, parameters, sizes, times."""
-        size = int(import_faiss().serialize_index(self.index).size)
+        size = index_file_bytes(self.index)
         return {"index_type": self.spec, "factory": self.factory, "search_params": self.params,
                 "ntotal": int(self.ntotal), "dim": int(self.dim), "code_bytes_per_vector": code_bytes(self.index),
                 "index_bytes": size, "index_bytes_per_vector": round(size / max(self.ntotal, 1), 2),

@@ -161,3 +161,17 @@ def test_unknown_spec_too_few_vectors_and_bad_params_fail_in_one_line_before_any
     with pytest.raises(BadRequestError, match=r"--index-params 'efSearch=4' does not apply"):
         run_evaluation(None, None, embeddings=x, labels=labels, options=EvalOptions(index_type="IVF2,Flat",
                                                                         index_params="efSearch=4", **FAST))
+
+
+def test_the_index_size_is_what_faiss_writes(tmp_path):
+    import faiss
+
+    from retrieval_eval.index_eval import index_file_bytes
+
+    x, _ = clustered(400, dim=16, seed=9)
+    index, _ = make_index("IVF4,PQ4", 16, len(x))
+    index.train(ref.unit(x).astype(np.float32))
+    index.add(ref.unit(x).astype(np.float32))
+    faiss.write_index(index, str(tmp_path / "i.faiss"))
+    on_disk = (tmp_path / "i.faiss").stat().st_size
+    assert index_file_bytes(index) == on_disk == index_file_bytes(index, in_memory_limit=0)
