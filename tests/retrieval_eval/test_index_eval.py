@@ -169,7 +169,7 @@ def test_the_index_size_is_what_faiss_writes(tmp_path):
     from retrieval_eval.index_eval import index_file_bytes
 
     x, _ = clustered(400, dim=16, seed=9)
-    index, _ = make_index("IVF4,PQ4", 16, len(x))
+    index, _ = make_index("IVF4,PQ4x4", 16, len(x))
     index.train(ref.unit(x).astype(np.float32))
     index.add(ref.unit(x).astype(np.float32))
     faiss.write_index(index, str(tmp_path / "i.faiss"))
