@@ -4,8 +4,10 @@ JSON keys: ``benchmark``, ``protocol``, ``encoder``, ``sizes`` (queries, gallery
 the counts before skipping), ``skipped`` (per reason, for queries and gallery, plus the first
 few keys), ``metrics`` (fractions in [0, 1]; counts as integers), ``metrics_with_distractors``
 and ``distractors`` (with ``--distractors``), ``settings`` (including ``max_r``, the R cap of
-MAP@R and RP, and ``avg_of_avgs``) and ``timing``. The printed table shows the metrics in
-percent, the way papers report them, with and without distractors side by side.
+MAP@R and RP, and ``avg_of_avgs``) and ``timing``; with ``--index-type`` ``index`` (and
+``index_with_distractors``), with ``--dims`` ``compact``, with ``--compare official``
+``published``. The printed table shows the metrics in percent, the way papers report them,
+exact, through the index, and with distractors side by side.
 """
 from __future__ import annotations
 
