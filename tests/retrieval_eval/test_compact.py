@@ -173,3 +173,27 @@ def test_pca_fit_images_need_an_encoder(tmp_path):
     with pytest.raises(BadRequestError, match="images need an encoder"):
         run_evaluation(None, None, embeddings=x, labels=labels,
                        options=EvalOptions(dims=[4], pca_fit=str(tmp_path / "imgs"), **FAST))
+
+
+def test_on_the_sample_set_the_index_and_dims_tables_match_brute_force(sample_set, tiny_export, tmp_path):
+    """The demo's benchmark end to end: images → tiny encoder → tables, then the same tables
+    recomputed by brute force from the saved embeddings (PQ codes decoded independently)."""
+    from retrieval_eval.loaders import load_benchmark
+
+    root, _ = sample_set
+    out, emb_file = tmp_path / "out", tmp_path / "emb.npy"
+    spec = "IVF2,PQ8x4"
+    rc = main(["--benchmark", "sample", "--data-root", str(root), "--model", str(tiny_export), "--index-type", spec,
+               "--index-params", "nprobe=2", "--dims", "8", "16", "--output", str(out), "--save-embeddings",
+               str(emb_file), *CLI_FAST])
+    assert rc == 0
+    res = json.loads((out / "results.json").read_text())
+    emb = np.load(emb_file).astype(np.float64)
+    labels = load_benchmark("sample", root).queries.labels
+    assert len(emb) == len(labels) == res["sizes"]["queries"]
+    _close(res["index"]["metrics"], brute_force_metrics(emb, decoded_database(emb, spec), labels, labels, True),
+           len(emb))
+    for d in (8, 16):
+        trunc = emb[:, :d]
+        _close(_row(res["compact"]["rows"], "truncate", d, "float32")["metrics"],
+               brute_force_metrics(trunc, ref.unit(trunc), labels, labels, True), len(emb))
