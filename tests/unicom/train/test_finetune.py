@@ -162,6 +162,7 @@ def test_the_eval_hook_uses_unicom_evals_current_flags_and_output_folder(tmp_pat
     assert cmd[1:3] == ["-m", "retrieval_eval.cli"]
     args = build_parser().parse_args(cmd[3:])
     assert args.output == str(tmp_path / "run" / "eval" / "step_7") and not args.output.endswith(".json")
-    assert args.benchmark == "sop" and args.data_root == str(tmp_path / "sop") and args.batch_size == 8
+    # --benchmark and --data-root take one value or several (one per benchmark)
+    assert args.benchmark == ["sop"] and args.data_root == [str(tmp_path / "sop")] and args.batch_size == 8
     assert not {"--k", "--open-clip", "--pretrained"} & set(cmd)
     assert EVAL_RESULTS == RESULTS_FILE
