@@ -197,3 +197,23 @@ def test_on_the_sample_set_the_index_and_dims_tables_match_brute_force(sample_se
         trunc = emb[:, :d]
         _close(_row(res["compact"]["rows"], "truncate", d, "float32")["metrics"],
                brute_force_metrics(trunc, ref.unit(trunc), labels, labels, True), len(emb))
+
+
+def test_pca_fit_on_the_benchmarks_own_train_split(tmp_path, tiny_export, capsys):
+    from . import fake_trees as fake
+
+    fake.cub(tmp_path / "data")  # classes 1 and 100 train, 101, 150 and 200 test
+    out = tmp_path / "out"
+    rc = main(["--benchmark", "cub", "--data-root", str(tmp_path / "data"), "--model", str(tiny_export), "--dims", "4",
+               "--pca-fit", "cub", "--output", str(out), "--distractor-cache", str(tmp_path / "cache"), *CLI_FAST])
+    assert rc == 0, capsys.readouterr().err
+    res = json.loads((out / "results.json").read_text())
+    fit = res["compact"]["pca_fit"]
+    assert fit["kind"] == "train_split" and fit["rows"] == 6 and fit["description"].startswith("cub train split")
+    assert res["sizes"]["queries"] == 9
+    # PCA to 8 dimensions needs 8 fit vectors: the 6 training images are refused before any work
+    rc = main(["--benchmark", "cub", "--data-root", str(tmp_path / "data"), "--model", str(tiny_export), "--dims", "8",
+               "--pca-fit", "cub", *CLI_FAST])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and err == ("unicom-eval: --pca-fit has 6 vectors, fewer than --dims 8: PCA to d dimensions needs "
+                               "at least d fit vectors; name a larger fit set or smaller --dims")
