@@ -56,10 +56,10 @@ def _refuse_overlap(spec: str, fit_paths: List[str], test: Set[str], bench_name:
 
 
 def _dataset_name(spec: str) -> Optional[tuple]:
-    from unicom.datasets import ALIASES, training_datasets
+    from unicom.datasets.registry import canonical_name, training_datasets
 
     name, _, root = spec.partition(":")
-    key = ALIASES.get(name.strip().lower(), name.strip().lower())
+    key = canonical_name(name)
     if key in training_datasets() or key == "sample":
         return key, (root or None)
     return None
@@ -82,7 +82,7 @@ def resolve_fit_source(spec: str, bench, data_root, have_encoder: bool, max_samp
     if p.is_dir() and features_folder(spec) is not None:
         return FitSource(spec, "features", load=spec, description=f"unicom-embed features {features_folder(spec)}")
     if not p.exists() and "{" not in spec and "://" not in spec:
-        from unicom.datasets import training_datasets
+        from unicom.datasets.registry import training_datasets
 
         raise ValueError(f"--pca-fit {spec}: neither a dataset with a train split ({', '.join(training_datasets())}, "
                          "sample) nor an existing folder, list file, shard pattern, unicom-embed folder or .npy")

@@ -55,9 +55,9 @@ def canonical_model(name: Optional[str]) -> Optional[str]:
 def published_r1(model: str, benchmark: str, setting: str = "zero-shot") -> Optional[float]:
     """Published R@1 in % of released ``model`` on ``benchmark`` (``zero-shot`` or
     ``supervised``), or None when the README has no such figure."""
-    from .loaders.registry import ALIASES
+    from unicom.datasets.registry import canonical_name
 
-    key = ALIASES.get(benchmark.strip().lower(), benchmark.strip().lower())
+    key = canonical_name(benchmark)
     row = TABLES[setting].get(key)
     m = canonical_model(model)
     return None if row is None or m is None else row[MODELS.index(m)]
@@ -74,7 +74,7 @@ def finetune_origin(model: str) -> Optional[Dict[str, str]]:
     "run": folder}``; None for anything else (a released name, another run, a file)."""
     import json
 
-    from unicom.datasets import canonical_name
+    from unicom.datasets.registry import canonical_name
 
     export = Path(str(model)).expanduser()
     if (export / "export").is_dir() and not (export / "config.json").is_file():
@@ -123,9 +123,9 @@ def compare(results: Dict[str, Any], basis: Dict[str, Any]) -> Dict[str, Any]:
     measured = (results.get("metrics") or {}).get("R@1")
     pub = published_r1(basis["model"], bench, basis["setting"])
     if basis["setting"] == "supervised" and published_r1(basis["model"], basis["dataset"], "supervised") is not None:
-        from .loaders.registry import ALIASES
+        from unicom.datasets.registry import canonical_name
 
-        if ALIASES.get(bench, bench) != basis["dataset"]:
+        if canonical_name(bench) != basis["dataset"]:
             pub = None
     m = None if measured is None else round(100.0 * float(measured), 2)
     return {"setting": basis["setting"], "model": basis["model"], "benchmark": bench, "measured_R@1": m,
