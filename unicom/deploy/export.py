@@ -25,6 +25,7 @@ from .options import DEFAULT_OPSET, DEFAULT_PARITY_IMAGES, GRAPH_FORMATS
 from .parity import MIN_COSINE, TOP_K, ParityError, ParityReport, compare, run_batches, transform_batch
 from .parity import parity_images as parity_batch
 from .preprocess import preprocess_record
+from .runtime import MissingRuntimeError
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ def check_runtime(graph_format: str) -> None:
         except ImportError:
             missing.append(mod)
     if missing:
-        raise ImportError(f"exporting to ONNX needs {', '.join(missing)}: pip install 'unicom-toolkit[onnx]'")
+        raise MissingRuntimeError(f"exporting to ONNX needs {', '.join(missing)}: pip install 'unicom-toolkit[onnx]'")
 
 
 def check_output(output: Path) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import re
 import warnings
 from pathlib import Path
 from typing import Dict
@@ -31,9 +32,16 @@ class ExportError(RuntimeError):
 
 
 def _first_line(exn: BaseException) -> str:
-    lines = [ln.strip() for ln in str(exn).splitlines() if ln.strip()]
-    unsupported = [ln for ln in lines if "unsupported" in ln.lower() or "not supported" in ln.lower()]
-    return (unsupported or lines or [type(exn).__name__])[0][:300]
+    """The root cause of an exporter failure in one line: the operator without a translation
+    when that is what failed, else the first line of the innermost error."""
+    while exn.__cause__ is not None:
+        exn = exn.__cause__
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exn))
+    op = re.search(r"No ONNX function found for <OpOverload\(op='([^']+)'", text)
+    if op:
+        return f"the operator {op.group(1)} has no ONNX translation"
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return (lines or [type(exn).__name__])[0][:300]
 
 
 def export_onnx(module: nn.Module, example: torch.Tensor, directory: Path, opset: int = DEFAULT_OPSET,

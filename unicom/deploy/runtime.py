@@ -8,6 +8,7 @@ build a ``LoadedEncoder`` from a ``unicom-export`` folder, so that every command
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Union
 
@@ -22,12 +23,16 @@ from ..runtime.device import resolve_device
 ONNX_HINT = "pip install 'unicom-toolkit[onnx]' (or pip install onnxruntime)"
 
 
+class MissingRuntimeError(ImportError, RuntimeError):
+    """onnxruntime is not installed (a RuntimeError too, so every command reports it in one line)."""
+
+
 def import_onnxruntime():
-    """The ``onnxruntime`` module, or a one-line ImportError saying how to install it."""
+    """The ``onnxruntime`` module, or a one-line ``MissingRuntimeError`` saying how to install it."""
     try:
         import onnxruntime
     except ImportError:
-        raise ImportError(f"running an ONNX export needs onnxruntime: {ONNX_HINT}") from None
+        raise MissingRuntimeError(f"running an ONNX export needs onnxruntime: {ONNX_HINT}") from None
     return onnxruntime
 
 
@@ -88,7 +93,12 @@ def load_graph(directory: Union[str, Path], record: Dict[str, Any], device: Opti
     if record["graph_format"] == "onnx":
         return OnnxModule(path, onnx_providers(dev), threads, half=record.get("dtype") == "float16").eval()
     # A TorchScript archive holds TorchScript code and tensors: loading runs no Python pickle.
-    return torch.jit.load(str(path), map_location=dev).eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated upstream, still what LibTorch loads
+        module = torch.jit.load(str(path), map_location=dev).eval()
+    for p in module.parameters():  # an encoder for inference: no autograd graph outside inference_mode
+        p.requires_grad_(False)
+    return module
 
 
 def deployed_encoder_fields(directory: Union[str, Path], device: Optional[Union[str, torch.device]] = None,
