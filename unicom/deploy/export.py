@@ -61,9 +61,11 @@ def check_output(output: Path) -> None:
     """The output may be new, empty, or an earlier export (replaced); anything else is refused."""
     if output.exists() and not output.is_dir():
         raise ValueError(f"--output {output} is a file; name a folder")
-    if output.is_dir() and any(output.iterdir()) and not fmt.is_deploy_dir(output):
+    if output.is_dir() and not fmt.is_deploy_dir(output):
         known = set(fmt.GRAPH_FILES.values()) | {fmt.PARITY_FILE, fmt.PREPROCESS_FILE}
-        if not {p.name for p in output.iterdir()} <= known | {n + fmt.ONNX_DATA_SUFFIX for n in known}:
+        known |= {n + fmt.ONNX_DATA_SUFFIX for n in known}
+        # hidden files are the command's own lock (unicom.cli.run_lock) and temporary files
+        if any(not p.name.startswith(".") and p.name not in known for p in output.iterdir()):
             raise ValueError(f"--output {output} holds other files; name a new or empty folder")
 
 
