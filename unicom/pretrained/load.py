@@ -185,6 +185,9 @@ def _classify_dir(d: Path) -> Tuple[str, Path]:
 
 
 def read_dir_record(kind: str, d: Path) -> Tuple[Dict[str, Any], Path]:
+    if kind == "deployed":
+        raise ValueError(f"{d} is a unicom-export graph, which holds no PyTorch weights to read; use the encoder it "
+                         "was exported from (deploy.json, encoder.model)")
     if kind == "export":
         record = read_export_config(d)
         weights = d / MODEL_FILE

@@ -139,3 +139,22 @@ def test_image_size_resizes_like_unicom_load(demo_encoder, tmp_path):
     x = transform_batch(sample_images(4, seed=5), ref.transform)
     got = load_encoder(res.directory).embed(x)
     assert (F.normalize(ref.model(x), dim=1) * got).sum(1).min() >= 0.9999
+
+
+def test_open_clip_tower_exports_to_onnx(tmp_path):
+    from unicom.formats.export import save_export
+    from unicom.models.open_clip_tower import build_open_clip_tower
+
+    torch.manual_seed(0)
+    tower = build_open_clip_tower("TinyCLIP-demo", embed_dim=48, pretrained="none").eval()
+    save_export(tower, tmp_path / "tower", tower.image_size, tower.mean, tower.std, tower.embed_dim)
+    res = export_model(tmp_path / "tower", tmp_path / "onnx", "onnx", parity_images=16, progress=False)
+    assert res.parity.min_cosine >= 0.9999 and res.record["embed_dim"] == 48
+    assert res.record["encoder"]["kind"] == "export" and load_encoder(res.directory).kind == "onnx"
+
+
+def test_an_export_is_no_training_start(demo_onnx):
+    from unicom.train.init_from import read_source
+
+    with pytest.raises(ValueError, match="holds no PyTorch weights"):
+        read_source(str(demo_onnx.directory))
