@@ -87,6 +87,8 @@ def export_model(model: Any, output: Union[str, "os.PathLike[str]"], format: str
     _check_args(format, fp16, opset, dims, pca_data, parity_images)
     check_runtime(format)
     check_output(out)
+    if isinstance(model, (str, os.PathLike)):  # a released name is checked before its download
+        check_dims(dims, recorded_embed_dim(os.fspath(model)), os.fspath(model))
     images, described = parity_batch(parity_data, parity_images)
 
     enc = _load(model, image_size, heads)
@@ -146,6 +148,24 @@ def _check_args(graph_format: str, fp16: bool, opset: int, dims: Optional[int], 
         raise FileNotFoundError(f"--pca-data {pca_data}: no such folder, list file or shards")
     if int(n) <= TOP_K:
         raise ValueError(f"--parity-images {n}: the parity check needs more than {TOP_K} images")
+
+
+def recorded_embed_dim(source: str) -> int:
+    """The embedding size of a released name or an encoder folder, read without loading (or
+    downloading) weights; 0 when only the weights can tell."""
+    from ..models.vit import OFFICIAL_CONFIGS
+    from ..pretrained.load import read_dir_record, resolve_source
+    from ..pretrained.registry import get_spec, is_known_name
+
+    if is_known_name(source):
+        return OFFICIAL_CONFIGS[get_spec(source).arch].embed_dim
+    if not Path(source).expanduser().is_dir():
+        return 0
+    try:
+        kind, path = resolve_source(source)
+        return int(read_dir_record(kind, path)[0]["embed_dim"]) if kind in ("export", "checkpoint") else 0
+    except (OSError, ValueError, KeyError):
+        return 0  # the load itself reports what is wrong
 
 
 def _load(model: Any, image_size: Optional[int], heads: Optional[int]):

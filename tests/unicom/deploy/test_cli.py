@@ -114,3 +114,9 @@ def test_import_unicom_stays_cheap_and_exposes_export_model():
     assert unicom.export_model is export_model and "export_model" in unicom.__all__
     code = "import sys, unicom; assert 'torch' not in sys.modules and 'onnx' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, env={"PYTHONPATH": str(ROOT), "PATH": ""})
+
+
+def test_dims_of_a_released_encoder_is_checked_before_its_download(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("UNICOM_CACHE", str(tmp_path / "cache"))
+    err = _one_line_error(capsys, ["--model", "ViT-B/32", "--output", str(tmp_path / "o"), "--dims", "600"])
+    assert "ViT-B/32 embeds into 512 dimensions" in err and not (tmp_path / "cache").exists()
