@@ -7,8 +7,9 @@ same in-memory batch of transformed images:
     where the CPU has bf16 instructions (AVX-512 BF16 or AMX), else fp32 again;
   * onnxruntime fp32: the ``unicom-export`` graph (L2 normalisation included) on the CPU
     execution provider.
-Each figure is images/s over at least ``--seconds`` after a warm-up, with the same thread count
-for all. The table is printed and saved as JSON and a PNG bar chart beside it.
+Each figure is the median images/s of ``--rounds`` rounds per runner, taken in turn (so that
+other jobs on a shared machine slow every runner alike), ``--seconds`` in all per runner after
+a warm-up, with the same thread count for all. The table is printed and saved as JSON and a PNG bar chart beside it.
 
     python benchmarks/export.py                                   # demo ViT and ViT-B/32
     python benchmarks/export.py --models demo --seconds 3 --output runs/bench/export_quick
@@ -19,6 +20,7 @@ import argparse
 import contextlib
 import os
 import platform
+import statistics
 import sys
 import tempfile
 import time
@@ -33,7 +35,7 @@ MODELS = {
     "b32": {"image_size": 224, "patch_size": 32, "width": 768, "depth": 12, "heads": 12, "embed_dim": 512},
     "tiny": {"image_size": 32, "patch_size": 8, "width": 64, "depth": 2, "heads": 2, "embed_dim": 32},
 }
-LABELS = {"demo": "demo ViT (64 px, 2.5M params)", "b32": "ViT-B/32 (224 px, 88M params)", "tiny": "ViT-Tiny/8@32"}
+LABELS = {"demo": "demo ViT", "b32": "ViT-B/32", "tiny": "ViT-Tiny/8@32"}
 RUNNERS = ("pytorch fp32", "pytorch default", "onnxruntime fp32")
 
 
@@ -67,8 +69,10 @@ def rate(step: Callable[[], object], batch: int, seconds: float) -> float:
     return n / (time.perf_counter() - t0)
 
 
-def bench_model(name: str, batch: int, seconds: float, threads: int, work: Path) -> Dict[str, object]:
-    """Export one random encoder and time the three runners on one batch."""
+def bench_model(name: str, batch: int, seconds: float, threads: int, work: Path, rounds: int = 5
+                ) -> Dict[str, object]:
+    """Export one random encoder and time the three runners on one batch: ``rounds`` rounds of
+    ``seconds / rounds`` each per runner, taken in turn; the median round is reported."""
     import torch
 
     from unicom.data.transforms import CLIP_MEAN, CLIP_STD, eval_transform
@@ -95,17 +99,26 @@ def bench_model(name: str, batch: int, seconds: float, threads: int, work: Path)
                 return torch.nn.functional.normalize(model(x).float(), dim=1)
         return step
 
-    rates = {"pytorch fp32": rate(torch_step(False), batch, seconds),
-             "pytorch default": rate(torch_step(bf16), batch, seconds),
-             "onnxruntime fp32": rate(lambda: session(x), batch, seconds)}
+    steps = {"pytorch fp32": torch_step(False), "pytorch default": torch_step(bf16),
+             "onnxruntime fp32": lambda: session(x)}
+    # round-robin rounds, median per runner: a machine shared with other jobs slows the runners
+    # alike instead of whichever happened to run during a busy spell
+    trials: Dict[str, List[float]] = {k: [] for k in steps}
+    for _ in range(rounds):
+        for k, step in steps.items():
+            trials[k].append(rate(step, batch, seconds / rounds))
+    rates = {k: float(statistics.median(v)) for k, v in trials.items()}
     with torch.inference_mode():
         ref = torch.nn.functional.normalize(model(x), dim=1).numpy()
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             low = torch.nn.functional.normalize(model(x).float(), dim=1).numpy()
     onnx_out = session(x).numpy()
-    return {"model": name, "label": LABELS[name], "batch": batch, "params": sum(p.numel() for p in model.parameters()),
+    params = sum(p.numel() for p in model.parameters())
+    return {"model": name, "label": f"{LABELS[name]} ({cfg.image_size} px, {params / 1e6:.1f}M params)",
+            "batch": batch, "params": params,
             "default_precision": "bf16 autocast" if bf16 else "fp32 (no bf16 on this CPU)",
-            "images_per_s": rates, "onnx_min_cosine": float((ref * onnx_out).sum(1).min()),
+            "images_per_s": rates, "images_per_s_rounds": trials,
+            "onnx_min_cosine": float((ref * onnx_out).sum(1).min()),
             "bf16_min_cosine": float((ref * low).sum(1).min()), "onnx_mb": res.graph.stat().st_size / 2**20,
             "parity_min_cosine": res.parity.min_cosine}
 
@@ -138,7 +151,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--models", default="demo,b32", help=f"comma-separated, from {', '.join(MODELS)}")
     p.add_argument("--batch-size", type=int, default=32, help="images per forward pass")
-    p.add_argument("--seconds", type=float, default=10.0, help="timed seconds per runner (after a warm-up)")
+    p.add_argument("--seconds", type=float, default=15.0, help="timed seconds per runner (after a warm-up)")
+    p.add_argument("--rounds", type=int, default=5, help="rounds per runner, taken in turn (the median is reported)")
     p.add_argument("--threads", type=int, default=None, help="compute threads for every runner (default: all CPUs)")
     p.add_argument("--output", default="runs/bench/export", help="folder of export.json and export.png")
     a = p.parse_args(argv)
@@ -158,7 +172,7 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="bench_export_") as tmp:
-        rows = [bench_model(n, a.batch_size, a.seconds, threads, Path(tmp)) for n in names]
+        rows = [bench_model(n, a.batch_size, a.seconds, threads, Path(tmp), a.rounds) for n in names]
     machine = f"{cpu_name()}, {os.cpu_count()} CPUs, bf16: {'yes' if cpu_has_bf16() else 'no'}"
     print(f"\n{machine}; {threads} threads, batch {a.batch_size}; torch {torch.__version__}")
     head = "| encoder | " + " | ".join(RUNNERS) + " | default CPU precision | ONNX min cos | bf16 min cos |"
@@ -166,10 +180,10 @@ def main(argv=None) -> int:
     for r in rows:
         ips = r["images_per_s"]
         lines.append(f"| {r['label']} | " + " | ".join(f"{ips[k]:.1f}" for k in RUNNERS)  # type: ignore[index]
-                     + f" | {r['default_precision']} | {r['onnx_min_cosine']:.6f} | {r['bf16_min_cosine']:.4f} |")
+                     + f" | {r['default_precision']} | {r['onnx_min_cosine']:.6f} | {r['bf16_min_cosine']:.6f} |")
     print("\n".join(lines))
     write_json(out / "export.json", {"machine": machine, "threads": threads, "batch": a.batch_size,
-                                     "seconds": a.seconds, "torch": torch.__version__,
+                                     "seconds": a.seconds, "rounds": a.rounds, "torch": torch.__version__,
                                      "load_average_before_after": [load_before[0], os.getloadavg()[0]],
                                      "rows": rows})
     plot(rows, out / "export.png", f"images/s, batch {a.batch_size}, {threads} threads — {machine}")

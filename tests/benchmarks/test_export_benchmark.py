@@ -19,9 +19,10 @@ def _script():
 @pytest.mark.slow  # exports a graph: the ONNX exporter alone takes seconds to import
 def test_export_benchmark_writes_table_json_and_png(tmp_path, capsys):
     bench = _script()
-    assert bench.main(["--models", "tiny", "--seconds", "0.05", "--batch-size", "4", "--output", str(tmp_path)]) == 0
+    argv = ["--models", "tiny", "--seconds", "0.05", "--rounds", "2", "--batch-size", "4", "--output", str(tmp_path)]
+    assert bench.main(argv) == 0
     out = capsys.readouterr().out
-    assert "| ViT-Tiny/8@32 |" in out and "onnxruntime fp32" in out
+    assert "| ViT-Tiny/8@32 (32 px, " in out and "onnxruntime fp32" in out
     data = json.loads((tmp_path / "export.json").read_text())
     row = data["rows"][0]
     assert set(row["images_per_s"]) == set(bench.RUNNERS) and all(v > 0 for v in row["images_per_s"].values())
