@@ -59,11 +59,10 @@ def cpu_name() -> str:
 
 
 def rate(step: Callable[[], object], batch: int, seconds: float) -> float:
-    """Images per second of ``step`` (one batch of ``batch`` images), after two warm-up calls."""
-    for _ in range(2):
-        step()
+    """Images per second of ``step`` (one batch of ``batch`` images) over at least ``seconds``
+    and at least one call."""
     n, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < seconds or n < 3 * batch:
+    while time.perf_counter() - t0 < seconds or n == 0:
         step()
         n += batch
     return n / (time.perf_counter() - t0)
@@ -104,6 +103,9 @@ def bench_model(name: str, batch: int, seconds: float, threads: int, work: Path,
     # round-robin rounds, median per runner: a machine shared with other jobs slows the runners
     # alike instead of whichever happened to run during a busy spell
     trials: Dict[str, List[float]] = {k: [] for k in steps}
+    for step in steps.values():  # warm-up: first-call allocations, oneDNN and onnxruntime kernel choices
+        for _ in range(2):
+            step()
     for _ in range(rounds):
         for k, step in steps.items():
             trials[k].append(rate(step, batch, seconds / rounds))
