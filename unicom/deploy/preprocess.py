@@ -8,24 +8,41 @@ from typing import Any, Dict, Sequence
 
 PREPROCESS_VERSION = 1
 
-# How ``unicom.data.images.open_image`` turns a file into pixels.
-DECODE_POLICY: Dict[str, Any] = {
+# How ``open_image`` turns a file into pixels where the toolkit has no configurable decode
+# policy (a plain Pillow RGB conversion).
+PLAIN_DECODE: Dict[str, Any] = {
     "library": "Pillow",
     "mode": "RGB",
-    "convert": "Image.convert('RGB') of the fully decoded image: palette and grey images are expanded, an alpha "
-               "channel is dropped (no compositing), CMYK is converted by Pillow",
-    "exif_orientation": "ignored (pixels as stored)",
-    "animated": "first frame",
+    "steps": ["first frame of an animation",
+              "Image.convert('RGB') of the fully decoded image: palette and grey images expanded, an alpha channel "
+              "dropped (no compositing), CMYK converted by Pillow",
+              "EXIF orientation ignored (pixels as stored)"],
     "unreadable": "skipped and counted as bad_image, never embedded",
 }
 
+# The steps of ``unicom.data.decode`` (docs/images.md), in order, for a client to reproduce.
+POLICY_STEPS = [
+    "size limit: more than max_pixels pixels (from the header) is refused, counted as too_large",
+    "first frame of an animated GIF, WebP or APNG",
+    "EXIF orientation applied (ImageOps.exif_transpose)",
+    "16/32-bit integer and 32-bit float images scaled linearly to 8 bits over their range (lowest value, or 0 "
+    "when none is negative, to black; highest to white)",
+    "CMYK, or an embedded ICC profile that is not sRGB, converted to sRGB (ImageCms, perceptual intent)",
+    "transparency composited onto the background colour: out = a/255*c + bg*(255-a)/255, rounded",
+]
+
 
 def decode_policy() -> Dict[str, Any]:
-    """The decoding rules of ``open_image``: the image module's own ``DECODE_POLICY`` when it
-    declares one, else the rules above."""
-    from ..data import images
-
-    return dict(getattr(images, "DECODE_POLICY", None) or DECODE_POLICY)
+    """The decoding that ``unicom.data.images.open_image`` applies: the process's decode policy
+    (``unicom.data.decode``: its record, version and background, and its steps) where the
+    toolkit has one, else the plain Pillow conversion."""
+    try:
+        from ..data.decode import current_policy  # type: ignore[import-not-found,attr-defined,unused-ignore]
+    except ImportError:
+        return dict(PLAIN_DECODE)
+    policy = current_policy()
+    return {"library": "Pillow", "mode": "RGB", **policy.record(), "max_pixels": int(policy.max_pixels),
+            "steps": list(POLICY_STEPS), "unreadable": "skipped and counted, never embedded"}
 
 
 def preprocess_record(image_size: int, mean: Sequence[float], std: Sequence[float]) -> Dict[str, Any]:
