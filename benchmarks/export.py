@@ -136,13 +136,18 @@ def plot(rows: List[Dict[str, object]], path: Path, title: str) -> None:
     fig, axes = plt.subplots(1, len(rows), figsize=(4.2 * len(rows), 3.4), squeeze=False)
     for ax, row in zip(axes[0], rows):
         vals = [row["images_per_s"][r] for r in RUNNERS]  # type: ignore[index]
-        bars = ax.bar(range(len(RUNNERS)), vals, color=["#4c72b0", "#55a868", "#c44e52"])
-        ax.bar_label(bars, [f"{v:.0f}" for v in vals], fontsize=8)
+        rounds = [row.get("images_per_s_rounds", {}).get(r) or [v] for r, v in zip(RUNNERS, vals)]  # type: ignore
+        err = [[v - min(t) for v, t in zip(vals, rounds)], [max(t) - v for v, t in zip(vals, rounds)]]
+        ax.bar(range(len(RUNNERS)), vals, yerr=err, capsize=4, color=["#4c72b0", "#55a868", "#c44e52"])
+        top = max(max(t) for t in rounds)
+        for i, v in enumerate(vals):  # the figure at the foot of its bar, clear of the whiskers
+            ax.text(i, 0.02 * top, f"{v:.1f}" if v < 20 else f"{v:.0f}", ha="center", va="bottom", color="white",
+                    fontsize=9, fontweight="bold")
         ax.set_xticks(range(len(RUNNERS)), ["PyTorch\nfp32", f"PyTorch\n{str(row['default_precision']).split()[0]}",
                                             "onnxruntime\nfp32"], fontsize=8)
         ax.set_title(str(row["label"]), fontsize=9)
         ax.set_ylabel("images / s")
-    fig.suptitle(title, fontsize=9)
+    fig.suptitle(title + "\n(bars: median round; whiskers: slowest and fastest round)", fontsize=9)
     fig.tight_layout()
     with atomic_write(path) as f:
         fig.savefig(f, format="png", dpi=110)
