@@ -75,7 +75,8 @@ def export_model(model: Any, output: Union[str, "os.PathLike[str]"], format: str
                  parity_data: Optional[str] = None, parity_images: int = DEFAULT_PARITY_IMAGES,
                  min_cosine: Optional[float] = None, opset: int = DEFAULT_OPSET, batch_size: int = 32,
                  workers: int = 0, progress: bool = True) -> ExportResult:
-    """Export ``model`` (anything ``unicom.load`` accepts, or a ``LoadedEncoder``) to ``output``
+    """Export ``model`` (anything ``unicom.load`` accepts, or a ``LoadedEncoder``, whose model is
+    moved to the CPU in float32 for the export) to ``output``
     as an ONNX graph or a TorchScript module taking normalised images [batch, 3, S, S]
     (float32, any batch) and returning embeddings [batch, D] (float32, L2-normalised unless
     ``normalize=False``). See ``unicom-export --help`` for each argument. Raises ValueError /
