@@ -10,7 +10,9 @@ What ``name_or_path`` may be (first match wins):
 3. an ``export/`` directory (``config.json`` + ``model.safetensors``, ``unicom.formats.export``);
 4. a training checkpoint: a step directory (``encoder.json`` + ``backbone.safetensors``),
    the ``checkpoints/`` directory or the run directory; both follow ``checkpoints/latest``
-   (``unicom.formats.checkpoint`` owns that layout).
+   (``unicom.formats.checkpoint`` owns that layout);
+5. a ``unicom-export`` folder (``deploy.json`` + an ONNX or TorchScript graph,
+   ``unicom.formats.deploy``): ``load_encoder`` runs the graph (ONNX through onnxruntime).
 
 ``image_size`` other than the trained one resizes the position embedding and the head
 (``resize.py``); the transform then uses the new size.
@@ -27,6 +29,7 @@ import torch.nn as nn
 
 from ..data.transforms import CLIP_MEAN, CLIP_STD, eval_transform
 from ..formats import checkpoint as layout
+from ..formats.deploy import is_deploy_dir
 from ..formats.export import CONFIG_FILE, MODEL_FILE, read_encoder_record, read_export_config
 from ..models.arch import build_from_arch
 from ..models.vit import UnicomViT, ViTConfig
@@ -104,6 +107,10 @@ def load_encoder(name_or_path: PathOrName, device: Optional[Union[str, torch.dev
     provenance too."""
     source = os.fspath(name_or_path)
     kind, path = resolve_source(source, download_root=download_root, progress=progress)
+    if kind == "deployed":  # an ONNX / TorchScript export: the same interface, backed by its runtime
+        from ..deploy.runtime import deployed_encoder_fields
+
+        return LoadedEncoder(source=source, **deployed_encoder_fields(path, device, image_size))
     if kind in ("official", "weights"):
         state = clean_state_dict(read_state_dict(path))
         cfg = infer_vit_config(state, heads=heads, source=str(path))
@@ -129,11 +136,14 @@ def load_encoder(name_or_path: PathOrName, device: Optional[Union[str, torch.dev
 
 def resolve_source(name_or_path: str, download_root=None, progress: bool = True) -> Tuple[str, Path]:
     """Classify ``name_or_path``: returns (kind, path) with kind in "official" (downloaded
-    file), "weights" (a bare weights file), "export" (directory) or "checkpoint" (step dir)."""
+    file), "weights" (a bare weights file), "export" (directory), "checkpoint" (step dir) or
+    "deployed" (a ``unicom-export`` folder or its graph file)."""
     if is_known_name(name_or_path):
         return "official", download_pretrained(name_or_path, root=download_root, progress=progress)
     p = Path(name_or_path).expanduser()
     if p.is_file():
+        if is_deploy_dir(p.parent):
+            return "deployed", p.parent
         for cfg_name, kind in ((CONFIG_FILE, "export"), (layout.ENCODER_FILE, "checkpoint")):
             if p.name in (MODEL_FILE, layout.BACKBONE_FILE) and (p.parent / cfg_name).is_file():
                 return kind, p.parent
@@ -156,6 +166,8 @@ def _looks_like_path(s: str) -> bool:
 
 
 def _classify_dir(d: Path) -> Tuple[str, Path]:
+    if is_deploy_dir(d):
+        return "deployed", d
     if (d / CONFIG_FILE).is_file():
         return "export", d
     if (d / layout.ENCODER_FILE).is_file():
@@ -173,6 +185,9 @@ def _classify_dir(d: Path) -> Tuple[str, Path]:
 
 
 def read_dir_record(kind: str, d: Path) -> Tuple[Dict[str, Any], Path]:
+    if kind == "deployed":
+        raise ValueError(f"{d} is a unicom-export graph, which holds no PyTorch weights to read; use the encoder it "
+                         "was exported from (deploy.json, encoder.model)")
     if kind == "export":
         record = read_export_config(d)
         weights = d / MODEL_FILE
