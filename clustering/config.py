@@ -46,7 +46,8 @@ class ExtractConfig:
     text_weight: float = option(1.0, "fusion weight of the caption embedding")
     batch_size: int = option(256, "samples per forward pass, per process")
     workers: int = option(4, "DataLoader worker processes per process (decode, transform, tokenise)")
-    precision: str = option(DEFAULT_PRECISION, "autocast precision on CUDA (the CPU always runs fp32)",
+    precision: str = option(DEFAULT_PRECISION, "autocast precision of the CLIP towers (auto: bf16 on GPUs and on "
+                            "CPUs with native bf16, fp32 on other CPUs)",
                             choices=PRECISIONS)
     truth_field: Optional[str] = option("concept", "json field carried as ground truth for purity/NMI "
                                         "('none' to ignore)")

@@ -8,7 +8,6 @@ whose files exist is skipped, which is how a killed run resumes.
 """
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import time
@@ -24,8 +23,9 @@ from unicom.cli.progress import progress_bar
 from unicom.data.shards import shard_name, split_for_rank, unique_names
 from unicom.data.wds_reader import SkipCounter
 from unicom.formats import features as ff
-from unicom.runtime.device import autocast_dtype
+from unicom.runtime.device import autocast
 from unicom.runtime.distributed import DistContext, all_gather_object, barrier, broadcast_object
+from unicom.runtime.precision import announce_precision
 
 from . import feature_store as fs
 from .config import ExtractConfig
@@ -167,8 +167,9 @@ def _run_loader(mine: List[Any], out: str, cfg: ExtractConfig, model, preprocess
     loader = DataLoader(ds, batch_size=cfg.batch_size, num_workers=workers, collate_fn=collate,
                         pin_memory=device.type == "cuda", prefetch_factor=4 if workers else None,
                         persistent_workers=False)
-    amp = autocast_dtype(device, cfg.precision)
-    amp_ctx = (lambda: torch.autocast(device_type="cuda", dtype=amp)) if amp else contextlib.nullcontext
+    # CLIP image and text towers under autocast (auto: bf16 on GPUs and on CPUs with native bf16);
+    # fuse() normalises in float32
+    precision = announce_precision(cfg.precision, device, "CLIP towers")
     buffers: Dict[str, _ShardBuffer] = defaultdict(_ShardBuffer)
     bar = progress_bar(cfg.progress, total=total, unit="sample", desc="extract")
     t_start = last_log = time.time()
@@ -178,7 +179,7 @@ def _run_loader(mine: List[Any], out: str, cfg: ExtractConfig, model, preprocess
             buffers[s.shard].skips.add(s)
         if batch["keys"]:
             t = time.time()
-            with torch.inference_mode(), amp_ctx():
+            with torch.inference_mode(), autocast(device, precision):
                 img = model.encode_image(batch["images"].to(device, non_blocking=True)) if wi > 0 else None
                 txt = model.encode_text(batch["tokens"].to(device, non_blocking=True)) if wt > 0 else None
                 feats = fuse(img, txt, wi, wt).to(torch.float16).cpu().numpy()

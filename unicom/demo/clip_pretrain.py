@@ -25,7 +25,7 @@ from typing import List, Optional
 log = logging.getLogger(__name__)
 
 DEFAULTS = dict(model="TinyCLIP-demo", epochs=15, batch_size=128, lr=2e-3, weight_decay=0.1, warmup_steps=20,
-                seed=0, threads=1)
+                seed=0, threads=1, precision="auto")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=d["threads"],
                    help="torch CPU threads; fixed so that the result does not depend on the core count (one is "
                         "fastest on a busy 2-core machine: with two, each step waits at barriers)")
+    p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default=d["precision"],
+                   help="autocast precision of the two towers (auto: bf16 on CPUs with native bf16, else fp32); "
+                        "the contrastive loss stays float32")
     p.add_argument("--force", action="store_true", help="retrain even if OUTPUT exists with the same settings")
     p.add_argument("--log-level", default="INFO", help="logging level")
     return p
@@ -70,14 +73,18 @@ def load_pairs(shards: List[str], preprocess, tokenizer):
 
 
 def train_clip(model, images, tokens, epochs: int, batch_size: int, lr: float, weight_decay: float,
-               warmup_steps: int, seed: int, progress: bool = True) -> List[float]:
+               warmup_steps: int, seed: int, progress: bool = True, precision: str = "fp32") -> List[float]:
     """Train ``model`` in place with open_clip's ``ClipLoss`` (symmetric InfoNCE over the batch);
     return the loss of every step. Batches are a seeded permutation per epoch (the last partial
-    batch is dropped: a contrastive batch of a few pairs is too easy)."""
+    batch is dropped: a contrastive batch of a few pairs is too easy). The towers run under
+    autocast for ``precision`` on the CPU; the loss is computed in float32."""
     import torch
     from open_clip.loss import ClipLoss
     from tqdm import tqdm
 
+    from ..runtime.device import autocast
+
+    cpu = torch.device("cpu")
     n = images.shape[0]
     batch_size = min(batch_size, n)
     per_epoch = n // batch_size
@@ -104,9 +111,10 @@ def train_clip(model, images, tokens, epochs: int, batch_size: int, lr: float, w
         order = torch.randperm(n, generator=gen)
         for b in range(per_epoch):
             idx = order[b * batch_size:(b + 1) * batch_size]
-            img_f = model.encode_image(images[idx], normalize=True)
-            txt_f = model.encode_text(tokens[idx], normalize=True)
-            loss = loss_fn(img_f, txt_f, model.logit_scale.exp())
+            with autocast(cpu, precision):
+                img_f = model.encode_image(images[idx], normalize=True)
+                txt_f = model.encode_text(tokens[idx], normalize=True)
+            loss = loss_fn(img_f.float(), txt_f.float(), model.logit_scale.exp())
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -153,8 +161,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     from ..formats.atomic_io import write_bytes, write_json
     from ..models.clip_loader import create_clip
     from ..runtime.device import seed_everything
+    from ..runtime.precision import announce_precision
 
     torch.set_num_threads(max(1, args.threads))
+    settings["precision"] = announce_precision(args.precision, "cpu", "CLIP pretraining")  # a change retrains
     t0 = time.time()
     with lock_output_dir(out.parent, "clip_pretrain"):
         seed_everything(args.seed)
@@ -163,7 +173,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         log.info("%d image-caption pairs from %d shards (skipped: %s) in %.1fs", len(images), len(shards),
                  skips or "none", time.time() - t0)
         losses = train_clip(model, images, tokens, args.epochs, args.batch_size, args.lr, args.weight_decay,
-                            args.warmup_steps, args.seed)
+                            args.warmup_steps, args.seed, precision=settings["precision"])
         state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
         write_bytes(out, save(state))
         k = max(1, len(losses) // 10)

@@ -1,9 +1,9 @@
 """Images → embeddings with an encoder: the one ``embed_images`` that ``unicom-eval``,
 ``unicom-embed`` and ``unicom-search`` share.
 
-* Batched through a DataLoader (``workers`` processes decode and transform), AMP on CUDA under
-  ``precision`` (default ``unicom.runtime.precision.DEFAULT_PRECISION``, bf16, see there for why); the
-  CPU runs fp32.
+* Batched through a DataLoader (``workers`` processes decode and transform), under autocast for
+  ``precision`` (default ``unicom.runtime.precision.DEFAULT_PRECISION``, ``auto``: bf16 on GPUs
+  and on CPUs with native bf16, fp32 on other CPUs; see there for why). Outputs are float32.
 * An image that is missing or cannot be decoded is skipped and counted, never fatal: its row is
   NaN and ``skipped[row]`` says why (``missing_image``, ``bad_image``, or
   ``non_finite_embedding`` when the model returned NaN/inf for it).
@@ -12,7 +12,6 @@
 """
 from __future__ import annotations
 
-import contextlib
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -27,8 +26,8 @@ from torch.utils.data import DataLoader, Dataset
 from ..cli.progress import progress_bar
 from ..data.images import DECODE_ERRORS, open_image, skip_reason  # noqa: F401  (re-exported)
 from ..pretrained.load import LoadedEncoder
-from ..runtime.device import autocast_dtype, module_device
-from ..runtime.precision import DEFAULT_PRECISION
+from ..runtime.device import autocast, module_device
+from ..runtime.precision import DEFAULT_PRECISION, announce_precision
 
 Box = Tuple[float, float, float, float]
 
@@ -86,14 +85,14 @@ class EmbeddingResult:
 def encode_batch(encoder: Union[LoadedEncoder, nn.Module], images: torch.Tensor,
                  precision: str = DEFAULT_PRECISION, normalize: bool = True) -> np.ndarray:
     """Embed a batch of transformed images [B, 3, S, S]: float32 [B, D] (L2-normalised unless
-    ``normalize=False``). On CUDA the forward runs under autocast (``precision``)."""
+    ``normalize=False``). The forward runs under autocast for ``precision`` (resolved on the
+    encoder's device; ``auto`` is announced once per process)."""
     if isinstance(encoder, LoadedEncoder):
         device, forward = encoder.device, encoder.embed
     else:
         device, forward = module_device(encoder), encoder
-    dtype = autocast_dtype(device, precision)
-    ctx = torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
-    with ctx:
+    resolved = announce_precision(precision, device, "encoder")
+    with autocast(device, resolved):
         out = forward(images.to(device, non_blocking=True)).float()
     if out.ndim != 2 or out.shape[0] != images.shape[0]:
         raise ValueError(f"the encoder returned shape {tuple(out.shape)} for a batch of {images.shape[0]}; "
