@@ -55,7 +55,7 @@ def test_embed_images_matches_a_direct_forward_and_skips_bad_files(encoder, tmp_
 def test_boxes_crop_before_the_transform(encoder, tmp_path):
     paths = _images(tmp_path, 1)
     box = (2.0, 3.0, 20.0, 30.0)
-    res = embed_images(encoder, paths, boxes=[box], workers=0)
+    res = embed_images(encoder, paths, boxes=[box], workers=0, precision="fp32")
     crop = Image.open(paths[0]).convert("RGB").crop((2, 3, 20, 30))
     with torch.no_grad():
         direct = encoder.model(encoder.transform(crop)[None])

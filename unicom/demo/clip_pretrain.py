@@ -146,6 +146,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         return fail("clip_pretrain", f"--data {args.data}: {exn}")
     settings = {k: getattr(args, k) for k in ("clip_model", "epochs", "batch_size", "lr", "weight_decay",
                                               "warmup_steps", "seed", "threads")}
+    from ..runtime.precision import announce_precision
+
+    settings["precision"] = announce_precision(args.precision, "cpu", "CLIP pretraining")  # a change retrains
     # The shards' names, sizes and times: a regenerated sample set retrains (cheap next to stale weights).
     settings["shards"] = [[Path(s).name, os.stat(s).st_size, os.stat(s).st_mtime_ns] for s in shards]
     sidecar = out.with_suffix(".json")
@@ -161,10 +164,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     from ..formats.atomic_io import write_bytes, write_json
     from ..models.clip_loader import create_clip
     from ..runtime.device import seed_everything
-    from ..runtime.precision import announce_precision
 
     torch.set_num_threads(max(1, args.threads))
-    settings["precision"] = announce_precision(args.precision, "cpu", "CLIP pretraining")  # a change retrains
     t0 = time.time()
     with lock_output_dir(out.parent, "clip_pretrain"):
         seed_everything(args.seed)
