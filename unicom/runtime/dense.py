@@ -155,9 +155,8 @@ def _candidates(q: torch.Tensor, db_g: torch.Tensor, c: int, db_block: int) -> T
     best_i = torch.zeros((len(q), 0), dtype=torch.int64)
     qg = q.to(db_g.dtype)
     for j in range(0, len(db_g), db_block):
-        s = qg @ db_g[j:j + db_block].T
-        s = s if s.dtype == torch.float64 else s.float()
-        s, i = torch.topk(s, min(c, s.shape[1]), dim=1)
+        s, i = torch.topk(qg @ db_g[j:j + db_block].T, min(c, len(db_g) - j, db_block), dim=1)
+        s = s if s.dtype == torch.float64 else s.float()  # topk on bf16 first: the cast is then small
         best_s, pos = torch.topk(torch.cat([best_s, s], 1), min(c, best_s.shape[1] + s.shape[1]), dim=1)
         best_i = torch.cat([best_i, i + j], 1).gather(1, pos)
     return best_s, best_i
