@@ -120,7 +120,7 @@ def _prepare_stamp(out: str, cid: str, approx: bool, ctx: DistContext) -> None:
 def assign_shards(out: str, shards: Sequence[fs.FeatureShard], centroids: np.ndarray, ctx: DistContext,
                   approx: bool = False, gpus: Optional[Sequence[int]] = None, chunk: int = DEFAULT_CHUNK,
                   hnsw_m: int = 32, ef_search: int = 128, write_sizes: bool = True,
-                  progress: bool = False) -> AssignResult:
+                  progress: bool = False, precision: str = DEFAULT_PRECISION) -> AssignResult:
     """Label every shard's features (collective over ranks); see the module doc. ``progress``
     shows a tqdm bar over this rank's rows."""
     t0 = time.time()
@@ -130,7 +130,7 @@ def assign_shards(out: str, shards: Sequence[fs.FeatureShard], centroids: np.nda
         raise ValueError(f"features of shards {bad[:3]} have D={shards[0].dim} but the centroids have D={d}")
     cid = centroids_id(centroids)
     _prepare_stamp(out, cid, approx, ctx)
-    index = centroid_index(centroids, approx=approx, gpus=gpus, hnsw_m=hnsw_m, ef_search=ef_search)
+    index = centroid_index(centroids, approx=approx, gpus=gpus, hnsw_m=hnsw_m, ef_search=ef_search, precision=precision)
     sizes = np.zeros(k, np.int64)
     sim_sum, n_local = 0.0, 0
     res = AssignResult(class_sizes=sizes)

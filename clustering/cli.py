@@ -90,7 +90,7 @@ def run(args: argparse.Namespace) -> dict:
         inputs, names = resolve_data(args.data, args.input_type)
         truth = None if str(args.truth_field).lower() == "none" else args.truth_field
         ecfg = dataclass_from_namespace(ExtractConfig, args, truth_field=truth, progress=show)
-        ccfg = dataclass_from_namespace(ClusterConfig, args, progress=show)
+        ccfg = dataclass_from_namespace(ClusterConfig, args, progress=show, precision=ecfg.precision)
         if ccfg.k < 1:
             raise ValueError(f"--num-clusters must be >= 1, got {ccfg.k}")
         note = image_only_note(inputs, ecfg)

@@ -88,4 +88,5 @@ class ClusterConfig:
     grid_classes: int = option(12, "pseudo classes drawn in the report's picture (class_grid.png; 0: none)")
     grid_images: int = option(8, "images per pseudo class in class_grid.png")
     progress: bool = True                # tqdm bars over iterations and rows
+    precision: str = DEFAULT_PRECISION   # --precision (the extraction's flag): CPU GEMMs of k-means and assignment
     report_json: Optional[str] = None    # the deprecated --report-json (default OUT/report.json)
