@@ -275,8 +275,18 @@ class FlatIP:
         self._db = _Database(torch.from_numpy(self.vectors))  # bf16 copy and norms made once
 
     def search(self, xq: np.ndarray, k: int) -> Tuple[np.ndarray, np.ndarray]:
-        r = topk(np.asarray(xq, np.float32), self._db, int(k), self.precision)
-        return r.scores, r.ids
+        """(scores, ids) [nq, k]; a query row with NaN/inf finds nothing (ids -1, scores -inf),
+        as with faiss."""
+        xq = np.asarray(xq, np.float32)
+        ok = np.isfinite(xq).all(axis=1)
+        if ok.all():
+            r = topk(xq, self._db, int(k), self.precision)
+            return r.scores, r.ids
+        scores, ids = np.full((len(xq), k), -np.inf, np.float32), np.full((len(xq), k), -1, np.int64)
+        if ok.any():
+            r = topk(xq[ok], self._db, int(k), self.precision)
+            scores[ok], ids[ok] = r.scores, r.ids
+        return scores, ids
 
 
 GENERIC_BLAS_CORES = ("prescott", "katmai", "coppermine", "northwood", "core2", "penryn", "dunnington",

@@ -109,3 +109,12 @@ def test_faiss_blas_check_names_the_override(monkeypatch, caplog):
     assert sum("OPENBLAS_CORETYPE" in r.message for r in caplog.records) == 1
     monkeypatch.setattr(dense, "faiss_blas_core", lambda: "SkylakeX")
     assert not dense.warn_if_faiss_blas_generic()
+
+
+def test_flat_ip_non_finite_queries_find_nothing():
+    db = _clustered(100, 8, 4, seed=9)
+    q = db[:3].copy()
+    q[1, 2] = np.nan
+    s, i = dense.FlatIP(db).search(q, 2)
+    assert i[1].tolist() == [-1, -1] and np.isneginf(s[1]).all()
+    assert i[0, 0] == 0 and i[2, 0] == 2
