@@ -3,7 +3,8 @@
 Rows, each timed in fp32 and in auto on this machine, back to back:
 
 * matmul: a 2048² GEMM (GFLOP/s), the hardware's float32 and bf16 rates;
-* embedding: ``encode_batch`` with the ViT-B/32 (random weights, Unicom ViT config: no download)
+* embedding: ``encode_batch`` (inside ``inference_autocast``, as ``embed_images`` runs it) with
+  the ViT-B/32 (random weights, Unicom ViT config: no download)
   and the demo ViT (configs/demo.yaml), images/s, and the minimum cosine between the two runs'
   embeddings;
 * CLIP extraction: the fused image + text forward of ``unicom-cluster``'s extraction (open_clip
@@ -87,7 +88,7 @@ def embed_row(name: str, arch, batch: int, repeats: int) -> dict:
 
     from unicom.data.transforms import eval_transform
     from unicom.models.encoders import module_encoder
-    from unicom.models.inference import encode_batch
+    from unicom.models.inference import encode_batch, inference_autocast
     from unicom.models.vit import build_vit
 
     torch.manual_seed(0)
@@ -96,7 +97,8 @@ def embed_row(name: str, arch, batch: int, repeats: int) -> dict:
     images = torch.randn(batch, 3, model.image_size, model.image_size)
     out = {}
     for p in ("fp32", "auto"):
-        out[p] = batch / best_of(lambda p=p: encode_batch(enc, images, p), repeats)
+        with inference_autocast(enc, p):  # held around the batches, as embed_images does
+            out[p] = batch / best_of(lambda p=p: encode_batch(enc, images, p), repeats)
     cos = (encode_batch(enc, images, "fp32") * encode_batch(enc, images, "auto")).sum(1)
     return {"row": f"embed {name} (batch {batch})", "unit": "images/s", **out, "min_cosine": float(cos.min())}
 
