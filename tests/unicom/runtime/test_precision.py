@@ -8,7 +8,7 @@ import torch
 
 from unicom.data.transforms import eval_transform
 from unicom.models.encoders import module_encoder
-from unicom.models.inference import encode_batch
+from unicom.models.inference import encode_batch, inference_autocast
 from unicom.models.vit import build_vit
 from unicom.runtime import precision as prec
 from unicom.runtime.device import autocast, autocast_dtype
@@ -98,3 +98,6 @@ def test_bf16_and_fp32_embeddings_agree_on_the_demo_encoder():
     assert cos.min() >= 0.999, cos.min()
     assert not np.array_equal(fp32, bf16)  # bf16 really ran
     np.testing.assert_array_equal(bf16, encode_batch(enc, images, "auto"))  # deterministic run to run
+    with inference_autocast(enc, "auto"):  # weights cast once for the loop: the same numbers
+        for _ in range(2):
+            np.testing.assert_array_equal(bf16, encode_batch(enc, images, "auto"))
