@@ -150,12 +150,14 @@ def kmeans_rows(n: int, d: int, k: int, iters: int, skip_sklearn: bool) -> list:
     def objective(c):  # the same for every row: float32 mean cosine to the nearest unit centroid
         return float(nearest(x, normalise_rows(c), "fp32")[0].astype(np.float64).mean())
 
-    rows = []
+    rows: list = []
+    r32 = None
     for p in ("fp32", "auto"):
         t = time.perf_counter()
         r = spherical_kmeans(x, k, niter=iters, seed=1, max_points_per_centroid=10 ** 9, gpus=[],
                              init_centroids=init, evaluate=False, log_iterations=False, precision=p)
         total = time.perf_counter() - t
+        r32 = r if p == "fp32" else r32
         rows.append({"name": f"unicom spherical ({p}: {r.extra['assignment']})", "iterations": len(r.iteration_stats),
                      "s_per_iter": float(np.median([it["time"] for it in r.iteration_stats])), "seconds": total,
                      "objective": objective(r.centroids)})
@@ -180,6 +182,9 @@ def kmeans_rows(n: int, d: int, k: int, iters: int, skip_sklearn: bool) -> list:
     ref = rows[0]["objective"]
     for r in rows:
         r["objective_rel_to_fp32"] = (r["objective"] - ref) / ref
+    # one assignment pass against the float32 run's centroids: the share of labels bf16 keeps
+    c32 = normalise_rows(r32.centroids)
+    rows[1]["labels_equal_to_fp32"] = float((nearest(x, c32, "auto")[1] == nearest(x, c32, "fp32")[1]).mean())
     return rows
 
 
@@ -295,7 +300,9 @@ def main(argv=None) -> int:
         print(f"{'':44s}{'s/iter':>9s}{'total s':>9s}{'objective':>12s}{'vs fp32':>10s}")
         for r in km:
             print(f"{r['name']:44s}{r['s_per_iter']:>9.3f}{r['seconds']:>9.2f}{r['objective']:>12.6f}"
-                  f"{100 * r['objective_rel_to_fp32']:>9.3f}%")
+                  f"{100 * r['objective_rel_to_fp32']:>9.3f}%"
+                  + (f"  labels equal to fp32: {100 * r['labels_equal_to_fp32']:.3f}%" if "labels_equal_to_fp32" in r
+                     else ""))
     out = Path(a.out)
     write_json(out / "cpu_precision.json", {"machine": info, "rows": rows, "kmeans": km, "quick": q})
     plot(rows, km, out / "cpu_precision.png")
