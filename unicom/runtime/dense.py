@@ -33,6 +33,7 @@ from .precision import DEFAULT_PRECISION, resolve_precision
 
 SCORE_BLOCK_BYTES = 8 << 20      # one block of float32 scores: fits the L2/L3 of a server core
 RESCORE_BLOCK_BYTES = 32 << 20   # gathered float64 candidate rows re-scored at once
+DB_BLOCK = 4096                  # database rows per GEMM block: with the query block, scores stay in cache
 BF16_UNIT_ROUNDOFF = 2.0 ** -8   # bfloat16 keeps 8 significant bits
 FP32_UNIT_ROUNDOFF = 2.0 ** -24
 
@@ -219,7 +220,7 @@ def _certified_rows(q: torch.Tensor, db: torch.Tensor, db_g: torch.Tensor, norms
 
 @torch.inference_mode()
 def topk(queries: np.ndarray, database: "Union[np.ndarray, _Database]", k: int, precision: str = DEFAULT_PRECISION,
-         margin: Optional[int] = None, block: Optional[int] = None, db_block: int = 65536) -> TopK:
+         margin: Optional[int] = None, block: Optional[int] = None, db_block: int = DB_BLOCK) -> TopK:
     """Exact top-``k`` inner products of ``queries`` [nq, D] against ``database`` [N, D] (see
     the module docstring). ``margin`` extra candidates per row (default max(8, k // 4) with
     bf16); ``block`` queries per block (cache-sized by default). Rows whose bf16 certificate
