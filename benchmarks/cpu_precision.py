@@ -34,6 +34,7 @@ import platform
 import sys
 import time
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
@@ -51,6 +52,26 @@ def best_of(fn, repeats: int) -> float:
         t = time.perf_counter()
         fn()
         best = min(best, time.perf_counter() - t)
+    return best
+
+
+def paired(fns: dict, repeats: int, contexts: Optional[dict] = None) -> dict:
+    """``best_of`` for each of ``fns`` ({name: fn}), the calls alternating between them, so that
+    load from other jobs falls on both sides of a comparison alike. ``contexts`` ({name: context
+    manager factory}) wraps each name's calls (held across its calls, e.g. autocast)."""
+    import contextlib
+
+    best = {name: float("inf") for name in fns}
+    with contextlib.ExitStack() as stack:
+        for name in fns:
+            stack.enter_context((contexts or {}).get(name, contextlib.nullcontext)())
+        for fn in fns.values():
+            fn()  # warm-up
+        for _ in range(repeats):
+            for name, fn in fns.items():
+                t = time.perf_counter()
+                fn()
+                best[name] = min(best[name], time.perf_counter() - t)
     return best
 
 
@@ -78,9 +99,9 @@ def matmul_row(repeats: int) -> dict:
 
     a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
     flop = 2 * 2048 ** 3
-    t32 = best_of(lambda: a @ b, repeats)
     ab, bb = a.bfloat16(), b.bfloat16()
-    t16 = best_of(lambda: ab @ bb, repeats)
+    t = paired({"fp32": lambda: a @ b, "bf16": lambda: ab @ bb}, repeats)
+    t32, t16 = t["fp32"], t["bf16"]
     return {"row": "matmul 2048² (GFLOP/s)", "unit": "GFLOP/s", "fp32": flop / t32 / 1e9, "auto": flop / t16 / 1e9}
 
 
@@ -96,10 +117,10 @@ def embed_row(name: str, arch, batch: int, repeats: int) -> dict:
     model = build_vit(arch).eval()
     enc = module_encoder(model, eval_transform(model.image_size), device="cpu")
     images = torch.randn(batch, 3, model.image_size, model.image_size)
-    out = {}
-    for p in ("fp32", "auto"):
-        with inference_autocast(enc, p):  # held around the batches, as embed_images does
-            out[p] = batch / best_of(lambda p=p: encode_batch(enc, images, p), repeats)
+    # autocast held around the batches, as embed_images does
+    t = paired({p: (lambda p=p: encode_batch(enc, images, p)) for p in ("fp32", "auto")}, repeats,
+               {p: (lambda p=p: inference_autocast(enc, p)) for p in ("fp32", "auto")})
+    out = {p: batch / t[p] for p in t}
     cos = (encode_batch(enc, images, "fp32") * encode_batch(enc, images, "auto")).sum(1)
     return {"row": f"embed {name} (batch {batch})", "unit": "images/s", **out, "min_cosine": float(cos.min())}
 
@@ -125,10 +146,9 @@ def clip_row(model_name: str, batch: int, repeats: int) -> dict:
         with torch.inference_mode(), autocast(cpu, p):
             return fuse(model.encode_image(images), model.encode_text(tokens)).to(torch.float16)
 
-    out = {}
-    for p in ("fp32", "auto"):
-        with autocast(cpu, p):
-            out[p] = batch / best_of(lambda p=p: step(p), repeats)
+    t = paired({p: (lambda p=p: step(p)) for p in ("fp32", "auto")}, repeats,
+               {p: (lambda p=p: autocast(cpu, p)) for p in ("fp32", "auto")})
+    out = {p: batch / t[p] for p in t}
     return {"row": f"CLIP extraction {model_name} (batch {batch})", "unit": "samples/s", **out}
 
 
@@ -199,11 +219,10 @@ def knn_row(nq: int, n: int, d: int, k: int, repeats: int) -> dict:
     q = mixture(nq, d, 1000, seed=5)
     index = faiss.IndexFlatIP(d)
     index.add(x)
-    t_faiss = best_of(lambda: index.search(q, k), repeats)
-    res = {}
-    for p in ("fp32", "auto"):  # FlatIP, as the evaluation holds it: the bf16 copy is made once
-        flat = FlatIP(x, p)
-        res[p] = best_of(lambda flat=flat: flat.search(q, k), repeats)
+    flats = {p: FlatIP(x, p) for p in ("fp32", "auto")}  # as the evaluation holds it: the bf16 copy made once
+    res = paired({"faiss": lambda: index.search(q, k),
+                  **{p: (lambda f=f: f.search(q, k)) for p, f in flats.items()}}, repeats)
+    t_faiss = res["faiss"]
     a, b = torch.randn(4096, d), torch.randn(d, 16384)
     rate = 2 * 4096 * d * 16384 / best_of(lambda: a @ b, repeats)
     floor = 2.0 * nq * n * d / rate
@@ -216,7 +235,10 @@ def train_row(steps: int, warmup: int) -> dict:
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from train_throughput import run_row
 
-    out = {p: run_row("demo-cpu", "cpu", steps, warmup, precision=p)["images_per_s"] for p in ("fp32", "auto")}
+    out = {"fp32": 0.0, "auto": 0.0}
+    for _ in range(2):  # alternate, keep the better of two: load from other jobs hits both alike
+        for p in out:
+            out[p] = max(out[p], run_row("demo-cpu", "cpu", steps, warmup, precision=p)["images_per_s"])
     return {"row": "demo training step (batch 64)", "unit": "images/s", **out}
 
 
