@@ -62,8 +62,11 @@ def autocast_dtype(device: torch.device, precision: str = DEFAULT_PRECISION) -> 
 
 
 def autocast(device: torch.device, precision: str = DEFAULT_PRECISION):
-    """``torch.autocast`` on ``device`` for ``precision``, or a no-op context for fp32."""
+    """``torch.autocast`` on ``device`` for ``precision``. For fp32 it is autocast switched off
+    (on the CPU and CUDA), so that fp32 stays float32 even inside an outer autocast context."""
     dtype = autocast_dtype(device, precision)
     if dtype is None:
+        if device.type in ("cpu", "cuda"):
+            return torch.autocast(device_type=device.type, enabled=False)
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=dtype)

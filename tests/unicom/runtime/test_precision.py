@@ -38,7 +38,9 @@ def test_auto_on_a_cpu_without_bf16_is_fp32(monkeypatch):
     assert not prec.cpu_has_native_bf16()
     assert prec.resolve_precision("auto", "cpu") == "fp32"
     assert autocast_dtype(torch.device("cpu"), "auto") is None
-    assert isinstance(autocast(torch.device("cpu"), "auto"), type(autocast(torch.device("cpu"), "fp32")))
+    lin = torch.nn.Linear(4, 2)
+    with torch.autocast("cpu", dtype=torch.bfloat16), autocast(torch.device("cpu"), "auto"):
+        assert lin(torch.randn(1, 4)).dtype == torch.float32  # fp32 even inside an outer autocast
     # an explicit bf16 is honoured (emulated), fp16 never runs on the CPU
     assert prec.resolve_precision("bf16", "cpu") == "bf16"
     assert prec.resolve_precision("fp16", "cpu") == "fp32"
