@@ -24,15 +24,13 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 def forward_rate(model, batch_images, batch_tokens, device, precision, wi, wt, seconds: float) -> float:
     """Samples per second of the fused forward pass on in-memory batches (after a warm-up)."""
-    import contextlib
-
     import torch
 
     from clustering.fusion import fuse
-    from unicom.runtime.device import autocast_dtype
+    from unicom.runtime.device import autocast
 
-    amp = autocast_dtype(device, precision)
-    ctx = (lambda: torch.autocast("cuda", dtype=amp)) if amp else contextlib.nullcontext
+    def ctx():
+        return autocast(device, precision)
     imgs, toks = batch_images.to(device), batch_tokens.to(device)
 
     def step():
@@ -41,13 +39,14 @@ def forward_rate(model, batch_images, batch_tokens, device, precision, wi, wt, s
             t = model.encode_text(toks) if wt > 0 else None
             return fuse(i, t, wi, wt).to(torch.float16).cpu()
 
-    for _ in range(2):
-        step()
-    n, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < seconds or n < 3 * len(imgs):
-        step()
-        n += len(imgs)
-    return n / (time.perf_counter() - t0)
+    with ctx():  # one outer context, as the extraction holds: the weights are cast once
+        for _ in range(2):
+            step()
+        n, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < seconds or n < 3 * len(imgs):
+            step()
+            n += len(imgs)
+        return n / (time.perf_counter() - t0)
 
 
 def main(argv=None) -> int:
@@ -58,7 +57,7 @@ def main(argv=None) -> int:
     p.add_argument("--pretrained", default="none")
     p.add_argument("--modality", default="both", choices=("both", "image", "text"))
     p.add_argument("--device", default="auto")
-    p.add_argument("--precision", default="bf16")
+    p.add_argument("--precision", default="auto")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--workers", type=int, default=None, help="DataLoader workers (default: CPUs, at most 8)")
     p.add_argument("--per-concept", type=int, default=60, help="sample-set size when --data is not given")
@@ -73,6 +72,7 @@ def main(argv=None) -> int:
     from unicom.data.shards import expand_shards
     from unicom.models.clip_loader import create_clip
     from unicom.runtime.distributed import init_distributed
+    from unicom.runtime.precision import resolve_precision
 
     workers = a.workers if a.workers is not None else max(1, min(8, os.cpu_count() or 1))
     tmp = tempfile.mkdtemp(prefix="bench_extract_")
@@ -101,8 +101,8 @@ def main(argv=None) -> int:
         res = extract_features(shards, out, cfg, ctx, model_bundle=bundle)
         wall = time.perf_counter() - t
         e2e = res.samples / res.seconds
-        row = {"model": a.model, "device": str(ctx.device), "precision": a.precision if ctx.device.type == "cuda"
-               else "fp32", "batch_size": a.batch_size, "workers": workers, "cpus": os.cpu_count(),
+        row = {"model": a.model, "device": str(ctx.device), "precision": resolve_precision(a.precision, ctx.device),
+               "batch_size": a.batch_size, "workers": workers, "cpus": os.cpu_count(),
                "samples": res.samples, "shards": len(shards), "forward_only_per_s": fwd, "end_to_end_per_s": e2e,
                "ratio": e2e / fwd, "model_busy": res.model_busy, "loop_seconds": res.seconds,
                "wall_seconds_incl_setup": wall, "torch_threads": torch.get_num_threads()}

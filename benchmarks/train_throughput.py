@@ -56,11 +56,12 @@ def run_row(name: str, device_name: str, steps: int, warmup: int, batch=None, pr
     import torch
 
     from unicom.runtime.device import seed_everything
+    from unicom.runtime.precision import resolve_precision
     from unicom.train.config import load_config
     from unicom.train.loop import StepTimes, build_head, forward_backward
     from unicom.train.model import build_backbone
     from unicom.train.optim import build_backbone_optimizer, build_head_optimizer
-    from unicom.train.precision import LossScaler
+    from unicom.train.precision import LossScaler, needs_loss_scaling
 
     cfg_file, overrides, n_classes, row_batch = ROWS[name]
     cfg = load_config(ROOT / cfg_file, overrides + [f"train.device={device_name}"])
@@ -76,7 +77,7 @@ def run_row(name: str, device_name: str, steps: int, warmup: int, batch=None, pr
     model = build_backbone(cfg).to(device).train()
     head = build_head(cfg, C, model.embed_dim).to(device).train()
     opt_b, opt_h = build_backbone_optimizer(model, cfg), build_head_optimizer(head, cfg)
-    scaler = LossScaler(device.type == "cuda" and prec == "fp16")
+    scaler = LossScaler(needs_loss_scaling(device, prec))
     S = model.image_size
     gen = torch.Generator(device="cpu").manual_seed(0)
     images = torch.randn(B, 3, S, S, generator=gen).to(device)
@@ -114,7 +115,7 @@ def run_row(name: str, device_name: str, steps: int, warmup: int, batch=None, pr
            "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 2), "image_size": S,
            "embed_dim": model.embed_dim, "classes": C, "sample_rate": cfg.head.sample_rate,
            "feature_sample_dim": head.feature_sample_dim, "batch": B,
-           "precision": prec if device.type == "cuda" else "fp32",
+           "precision": resolve_precision(prec, device),
            "step_s": step, "images_per_s": B / step, "head_share": share,
            "head_s": statistics.median(heads), "backbone_s": statistics.median(backbones), "steps": steps,
            "threads": torch.get_num_threads()}

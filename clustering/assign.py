@@ -1,8 +1,9 @@
 """Stage 3: give every sample its nearest centroid and write ``OUT/labels/``.
 
-Features are streamed per shard in chunks through a faiss index over the centroids: exact
-inner product (on the GPU when faiss has one, else the CPU), or, with ``approx``, an HNSW graph
-over the centroids for large K on the CPU. Each rank labels its round-robin share of the
+Features are streamed per shard in chunks through an index over the centroids: exact inner
+product (faiss on the GPU when faiss has one; on the CPU torch GEMMs with a float64 re-rank
+that makes the labels those of float32 brute force, ``unicom.runtime.dense.FlatIP``), or, with
+``approx``, a faiss HNSW graph over the centroids for large K on the CPU. Each rank labels its round-robin share of the
 shards and writes ``labels/SHARD.npy`` (int32, aligned with ``features/SHARD.keys``); the
 class sizes are summed over ranks and rank 0 writes ``labels/class_sizes.npy`` (int64 [K]).
 
@@ -29,8 +30,10 @@ from unicom.data.shards import split_for_rank
 from unicom.data.wds_reader import SkipCounter
 from unicom.formats import features as ff
 from unicom.formats.atomic_io import write_json
+from unicom.runtime.dense import FlatIP
 from unicom.runtime.distributed import DistContext, all_gather_object, all_reduce_sum, barrier, comm_device
 from unicom.runtime.faiss_utils import build_index, pick_gpus
+from unicom.runtime.precision import DEFAULT_PRECISION
 
 from . import feature_store as fs
 
@@ -52,10 +55,13 @@ def centroids_id(centroids: np.ndarray) -> str:
 
 
 def centroid_index(centroids: np.ndarray, approx: bool = False, gpus: Optional[Sequence[int]] = None,
-                   hnsw_m: int = 32, ef_search: int = 128):
-    """A faiss index over the centroids for nearest-centroid search by inner product: exact
-    (flat) on the GPUs given (all that faiss sees when None) or the CPU; ``approx`` builds an
-    HNSW graph instead (CPU), for large K where exact search is slow."""
+                   hnsw_m: int = 32, ef_search: int = 128, precision: str = DEFAULT_PRECISION):
+    """An index over the centroids for nearest-centroid search by inner product: exact (faiss
+    flat) on the GPUs given (all that faiss sees when None), exact on the CPU with torch
+    (``FlatIP``, its GEMM under ``precision``); ``approx`` builds a faiss HNSW graph instead
+    (CPU), for large K where exact search is slow."""
+    if not approx and not pick_gpus(gpus):
+        return FlatIP(centroids, precision)
     index, _, _ = build_index(centroids, "hnsw" if approx else "flat", hnsw_m=hnsw_m, ef_search=ef_search,
                               gpus=[] if approx else pick_gpus(gpus))
     return index
@@ -114,7 +120,7 @@ def _prepare_stamp(out: str, cid: str, approx: bool, ctx: DistContext) -> None:
 def assign_shards(out: str, shards: Sequence[fs.FeatureShard], centroids: np.ndarray, ctx: DistContext,
                   approx: bool = False, gpus: Optional[Sequence[int]] = None, chunk: int = DEFAULT_CHUNK,
                   hnsw_m: int = 32, ef_search: int = 128, write_sizes: bool = True,
-                  progress: bool = False) -> AssignResult:
+                  progress: bool = False, precision: str = DEFAULT_PRECISION) -> AssignResult:
     """Label every shard's features (collective over ranks); see the module doc. ``progress``
     shows a tqdm bar over this rank's rows."""
     t0 = time.time()
@@ -124,7 +130,7 @@ def assign_shards(out: str, shards: Sequence[fs.FeatureShard], centroids: np.nda
         raise ValueError(f"features of shards {bad[:3]} have D={shards[0].dim} but the centroids have D={d}")
     cid = centroids_id(centroids)
     _prepare_stamp(out, cid, approx, ctx)
-    index = centroid_index(centroids, approx=approx, gpus=gpus, hnsw_m=hnsw_m, ef_search=ef_search)
+    index = centroid_index(centroids, approx=approx, gpus=gpus, hnsw_m=hnsw_m, ef_search=ef_search, precision=precision)
     sizes = np.zeros(k, np.int64)
     sim_sum, n_local = 0.0, 0
     res = AssignResult(class_sizes=sizes)

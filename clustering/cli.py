@@ -101,7 +101,7 @@ def run(args: argparse.Namespace) -> dict:
         from .extract import decode_policy
 
         set_policy(decode_policy(ecfg))  # the extraction and the class grid decode under --background
-        ccfg = dataclass_from_namespace(ClusterConfig, args, progress=show)
+        ccfg = dataclass_from_namespace(ClusterConfig, args, progress=show, precision=ecfg.precision)
         if ccfg.k < 1:
             raise ValueError(f"--num-clusters must be >= 1, got {ccfg.k}")
         note = image_only_note(inputs, ecfg)

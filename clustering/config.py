@@ -47,7 +47,8 @@ class ExtractConfig:
     text_weight: float = option(1.0, "fusion weight of the caption embedding")
     batch_size: int = option(256, "samples per forward pass, per process")
     workers: int = option(4, "DataLoader worker processes per process (decode, transform, tokenise)")
-    precision: str = option(DEFAULT_PRECISION, "autocast precision on CUDA (the CPU always runs fp32)",
+    precision: str = option(DEFAULT_PRECISION, "autocast precision of the CLIP towers (auto: bf16 on GPUs and on "
+                            "CPUs with native bf16, fp32 on other CPUs)",
                             choices=PRECISIONS)
     truth_field: Optional[str] = option("concept", "json field carried as ground truth for purity/NMI "
                                         "('none' to ignore)")
@@ -90,4 +91,5 @@ class ClusterConfig:
     grid_classes: int = option(12, "pseudo classes drawn in the report's picture (class_grid.png; 0: none)")
     grid_images: int = option(8, "images per pseudo class in class_grid.png")
     progress: bool = True                # tqdm bars over iterations and rows
+    precision: str = DEFAULT_PRECISION   # --precision (the extraction's flag): CPU GEMMs of k-means and assignment
     report_json: Optional[str] = None    # the deprecated --report-json (default OUT/report.json)

@@ -8,7 +8,6 @@ whose files exist is skipped, which is how a killed run resumes.
 """
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import time
@@ -26,8 +25,9 @@ from unicom.data.shards import shard_name, split_for_rank, unique_names
 from unicom.data.wds_reader import SkipCounter
 from unicom.formats import features as ff
 from unicom.formats.fingerprint import weights_sha256
-from unicom.runtime.device import autocast_dtype
+from unicom.runtime.device import autocast
 from unicom.runtime.distributed import DistContext, all_gather_object, barrier, broadcast_object
+from unicom.runtime.precision import announce_precision
 
 from . import feature_store as fs
 from .config import ExtractConfig
@@ -177,42 +177,45 @@ def _run_loader(mine: List[Any], out: str, cfg: ExtractConfig, model, preprocess
     loader = DataLoader(ds, batch_size=cfg.batch_size, num_workers=workers, collate_fn=collate,
                         pin_memory=device.type == "cuda", prefetch_factor=4 if workers else None,
                         persistent_workers=False)
-    amp = autocast_dtype(device, cfg.precision)
-    amp_ctx = (lambda: torch.autocast(device_type="cuda", dtype=amp)) if amp else contextlib.nullcontext
+    # CLIP image and text towers under autocast (auto: bf16 on GPUs and on CPUs with native bf16);
+    # fuse() normalises in float32
+    precision = announce_precision(cfg.precision, device, "CLIP towers")
     buffers: Dict[str, _ShardBuffer] = defaultdict(_ShardBuffer)
     bar = progress_bar(cfg.progress, total=total, unit="sample", desc="extract")
     t_start = last_log = time.time()
-    for batch in loader:
-        for s in batch["skips"]:
-            res.skipped.add(s)
-            buffers[s.shard].skips.add(s)
-        if batch["keys"]:
-            t = time.time()
-            with torch.inference_mode(), amp_ctx():
-                img = model.encode_image(batch["images"].to(device, non_blocking=True)) if wi > 0 else None
-                txt = model.encode_text(batch["tokens"].to(device, non_blocking=True)) if wt > 0 else None
-                feats = fuse(img, txt, wi, wt).to(torch.float16).cpu().numpy()
-            res.model_seconds += time.time() - t   # .cpu() synchronises, so this is true GPU time
-            if feats.shape[1] != dim:
-                raise RuntimeError(f"model gave {feats.shape[1]}-d features, expected {dim}")
-            start = 0
-            for shard, n in _runs(batch["shards"]):
-                b = buffers[shard]
-                b.feats.append(feats[start:start + n])
-                b.keys.extend(batch["keys"][start:start + n])
-                b.truth.extend(batch["truth"][start:start + n])
-                start += n
-            res.samples += len(batch["keys"])
-        bar.update(len(batch["keys"]) + len(batch["skips"]))
-        for shard in batch["ends"]:
-            _finish_shard(out, shard, buffers.pop(shard, _ShardBuffer()), dim, cfg, res)
-            if total is None:  # shards: estimate the total from the shards finished so far
-                bar.total = int(bar.n * len(mine) / len(res.written + res.unreadable))
-            bar.set_postfix(shards=f"{len(res.written)}/{len(mine)}")
-        if bar.disable and time.time() - last_log > cfg.log_every_s:  # no bar: a line now and then
-            last_log = time.time()
-            log.info("%d samples, %d/%d shards written, %.1f samples/s", res.samples, len(res.written),
-                     len(mine), res.samples / max(last_log - t_start, 1e-9))
+    # one outer autocast context: the towers' weights are cast once, not per batch (the inner ones nest)
+    with autocast(device, precision):
+        for batch in loader:
+            for s in batch["skips"]:
+                res.skipped.add(s)
+                buffers[s.shard].skips.add(s)
+            if batch["keys"]:
+                t = time.time()
+                with torch.inference_mode(), autocast(device, precision):
+                    img = model.encode_image(batch["images"].to(device, non_blocking=True)) if wi > 0 else None
+                    txt = model.encode_text(batch["tokens"].to(device, non_blocking=True)) if wt > 0 else None
+                    feats = fuse(img, txt, wi, wt).to(torch.float16).cpu().numpy()
+                res.model_seconds += time.time() - t   # .cpu() synchronises, so this is true GPU time
+                if feats.shape[1] != dim:
+                    raise RuntimeError(f"model gave {feats.shape[1]}-d features, expected {dim}")
+                start = 0
+                for shard, n in _runs(batch["shards"]):
+                    b = buffers[shard]
+                    b.feats.append(feats[start:start + n])
+                    b.keys.extend(batch["keys"][start:start + n])
+                    b.truth.extend(batch["truth"][start:start + n])
+                    start += n
+                res.samples += len(batch["keys"])
+            bar.update(len(batch["keys"]) + len(batch["skips"]))
+            for shard in batch["ends"]:
+                _finish_shard(out, shard, buffers.pop(shard, _ShardBuffer()), dim, cfg, res)
+                if total is None:  # shards: estimate the total from the shards finished so far
+                    bar.total = int(bar.n * len(mine) / len(res.written + res.unreadable))
+                bar.set_postfix(shards=f"{len(res.written)}/{len(mine)}")
+            if bar.disable and time.time() - last_log > cfg.log_every_s:  # no bar: a line now and then
+                last_log = time.time()
+                log.info("%d samples, %d/%d shards written, %.1f samples/s", res.samples, len(res.written),
+                         len(mine), res.samples / max(last_log - t_start, 1e-9))
     bar.close()
     if buffers:  # every shard must have ended; anything left means a reader bug
         raise RuntimeError(f"shards {sorted(buffers)} produced samples but never finished")

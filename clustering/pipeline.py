@@ -135,7 +135,7 @@ def run_kmeans(out: str, names: Sequence[str], cfg: ClusterConfig, ctx: DistCont
         else:
             resume = None if cfg.redo_kmeans else load_state(out, fp)
             result = spherical_kmeans(x, cfg.k, gpus=gpus, checkpoint=_checkpointer(out, fp, cfg.checkpoint_every_s),
-                                      resume=resume, progress=cfg.progress, **kw)
+                                      resume=resume, progress=cfg.progress, precision=cfg.precision, **kw)
         del x
     if ctx.is_main:
         write_npy(cpath, result.centroids.astype(np.float32))
@@ -211,7 +211,7 @@ def run_assign(out: str, names: Sequence[str], centroids: np.ndarray, cfg: Clust
         log.info("--approx-assign is for the CPU; with GPUs the exact search is used")
     res = assign_shards(out, shards, centroids, ctx, approx=cfg.approx_assign and not gpus, gpus=gpus,
                         chunk=cfg.assign_chunk, hnsw_m=cfg.hnsw_m, ef_search=cfg.ef_search,
-                        progress=cfg.progress and ctx.is_main)
+                        progress=cfg.progress and ctx.is_main, precision=cfg.precision)
     rep: Dict = {}
     if ctx.is_main:
         km = {}

@@ -31,6 +31,7 @@ from typing import Any, Dict, Iterator, Optional, Tuple
 import numpy as np
 
 from unicom.formats.atomic_io import read_npy, write_json, write_text
+from unicom.runtime.precision import DEFAULT_PRECISION, resolve_precision
 
 from .knn import l2_normalize
 
@@ -115,7 +116,7 @@ def encoder_identity(encoder, precision: str) -> Dict[str, Any]:
     hash of its parameters."""
     ident: Dict[str, Any] = {"kind": encoder.kind, "source": encoder.source, "image_size": encoder.image_size,
                              "embed_dim": encoder.embed_dim, "mean": list(encoder.mean), "std": list(encoder.std),
-                             "precision": precision if encoder.device.type == "cuda" else "fp32"}
+                             "precision": resolve_precision(precision, encoder.device)}
     w = Path(str(encoder.weights))
     if w.is_file():
         st = w.stat()
@@ -162,8 +163,9 @@ def _revisitop1m_images(list_file: Path, images: Path, cache: Path) -> Tuple[str
     return str(target), len(names), len(names) - len(present)
 
 
-def load_distractors(spec: str, encoder=None, *, precision: str = "bf16", cache_root=None, batch_size: int = 128,
-                     workers: int = 0, progress: bool = False, lock_wait_s: float = LOCK_WAIT_S) -> Distractors:
+def load_distractors(spec: str, encoder=None, *, precision: str = DEFAULT_PRECISION, cache_root=None,
+                     batch_size: int = 128, workers: int = 0, progress: bool = False,
+                     lock_wait_s: float = LOCK_WAIT_S) -> Distractors:
     """Distractor features for ``spec`` (see the module docstring), embedded with ``encoder``
     (a ``LoadedEncoder``) and cached, or read when precomputed. ``encoder=None`` accepts
     precomputed features only. A cache that another job is building is waited for, at most

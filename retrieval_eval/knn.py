@@ -1,8 +1,11 @@
-"""Exact k-nearest-neighbour search with faiss: inner product on L2-normalised embeddings.
+"""Exact k-nearest-neighbour search: inner product on L2-normalised embeddings.
 
-* The gallery goes into a flat (exact) inner-product index, on the GPU when faiss sees one and
-  the k asked of faiss is ≤ 2048 (faiss' GPU k-selection limit), otherwise on the CPU. faiss
-  is asked for one result more than needed (k + 1, or k + 2 when the query itself is excluded).
+* The gallery goes into a flat (exact) inner-product index: faiss on the GPU when faiss sees
+  one and the k asked is ≤ 2048 (faiss' GPU k-selection limit), otherwise torch on the CPU
+  (``unicom.runtime.dense.FlatIP``: blocked GEMMs, bf16 where the CPU has native bf16 under
+  ``precision``, every candidate re-scored in float64 and each row certified exact, so the
+  top k equals float32 brute force whatever the precision). The index is asked for one result
+  more than needed (k + 1, or k + 2 when the query itself is excluded).
 * Queries go in chunks, so only ``chunk × k`` results are ever held: a 1M × 1M evaluation
   needs the gallery plus one chunk of results in memory, and callers reduce each chunk to
   per-query numbers before the next (``iter_search``).
@@ -24,7 +27,9 @@ from typing import Iterator, Optional, Tuple, Union
 
 import numpy as np
 
+from unicom.runtime.dense import FlatIP
 from unicom.runtime.faiss_utils import import_faiss as _faiss
+from unicom.runtime.precision import DEFAULT_PRECISION
 
 GPU_MAX_K = 2048
 RESULT_BYTES_PER_CHUNK = 256 << 20  # scores + ids of one chunk of queries
@@ -81,8 +86,10 @@ class ExactSearcher:
     by score (descending) and then gallery index (ascending).
     """
 
-    def __init__(self, gallery: np.ndarray, device: Union[str, None] = "auto", normalized: bool = False):
+    def __init__(self, gallery: np.ndarray, device: Union[str, None] = "auto", normalized: bool = False,
+                 precision: str = DEFAULT_PRECISION):
         faiss = _faiss()
+        self.precision = precision  # the CPU GEMM's; results are exact either way
         self.gallery = gallery if normalized else l2_normalize(gallery)
         self.ntotal, self.dim = self.gallery.shape
         self.kind, self.gpu_id = resolve_search_device(device)
@@ -94,13 +101,11 @@ class ExactSearcher:
             cfg.device = self.gpu_id
             self._gpu = faiss.GpuIndexFlatIP(self._res, self.dim, cfg)
             self._gpu.add(self.gallery)
-        # The CPU index is built on first use: a full ranking (revisitop) never needs it, and it
-        # would hold a second copy of a 1M-item database.
+        # The CPU index is built on first use: a full ranking (revisitop) never needs it.
 
     def _cpu_index(self):
         if self._cpu is None:
-            self._cpu = _faiss().IndexFlatIP(self.dim)
-            self._cpu.add(self.gallery)
+            self._cpu = FlatIP(self.gallery, self.precision)
         return self._cpu
 
     def _on_gpu(self, k_raw: int) -> bool:
@@ -181,7 +186,8 @@ def default_chunk_size(k: int) -> int:
 
 def iter_search(queries: np.ndarray, gallery: Optional[np.ndarray], k: int, exclude_self: bool = False,
                 device: Union[str, None] = "auto", chunk_size: Optional[int] = None, progress: bool = False,
-                searcher: Optional[ExactSearcher] = None) -> Iterator[Tuple[int, np.ndarray, np.ndarray]]:
+                searcher: Optional[ExactSearcher] = None,
+                precision: str = DEFAULT_PRECISION) -> Iterator[Tuple[int, np.ndarray, np.ndarray]]:
     """Yield ``(start, scores, ids)`` per chunk of queries; scores/ids are [chunk, k].
 
     ``gallery=None`` searches the queries against themselves. ``exclude_self`` needs the queries
@@ -191,7 +197,8 @@ def iter_search(queries: np.ndarray, gallery: Optional[np.ndarray], k: int, excl
     """
     xq = l2_normalize(queries)
     if searcher is None:
-        searcher = ExactSearcher(xq if gallery is None else gallery, device=device, normalized=gallery is None)
+        searcher = ExactSearcher(xq if gallery is None else gallery, device=device, normalized=gallery is None,
+                                 precision=precision)
     if exclude_self and searcher.ntotal < len(xq):
         raise ValueError("exclude_self needs the queries to be the gallery's first rows (same order)")
     n_candidates = searcher.ntotal - (1 if exclude_self else 0)
@@ -218,9 +225,10 @@ def iter_search(queries: np.ndarray, gallery: Optional[np.ndarray], k: int, excl
 
 
 def search(queries: np.ndarray, gallery: Optional[np.ndarray], k: int, exclude_self: bool = False,
-           device: Union[str, None] = "auto", chunk_size: Optional[int] = None) -> Tuple[np.ndarray, np.ndarray]:
+           device: Union[str, None] = "auto", chunk_size: Optional[int] = None,
+           precision: str = DEFAULT_PRECISION) -> Tuple[np.ndarray, np.ndarray]:
     """All results at once: (scores [nq, k], ids [nq, k]). See ``iter_search``."""
-    parts = list(iter_search(queries, gallery, k, exclude_self, device, chunk_size))
+    parts = list(iter_search(queries, gallery, k, exclude_self, device, chunk_size, precision=precision))
     if not parts:
         return np.zeros((0, 0), np.float32), np.zeros((0, 0), np.int64)
     return np.concatenate([p[1] for p in parts]), np.concatenate([p[2] for p in parts])

@@ -124,7 +124,8 @@ class EvalOptions:
     batch_size: int = option(128, "images per forward pass", type=int, group=RUNTIME)
     workers: int = option(DEFAULT_WORKERS, "DataLoader worker processes", type=int, group=RUNTIME)
     device: str = option("auto", "auto, cpu, cuda or cuda:N (model and faiss search)", group=RUNTIME)
-    precision: str = option(DEFAULT_PRECISION, "autocast dtype on CUDA (the CPU always runs fp32)",
+    precision: str = option(DEFAULT_PRECISION, "autocast precision of the encoder (auto: bf16 on GPUs and "
+                            "on CPUs with native bf16, fp32 on other CPUs)",
                             choices=PRECISIONS, group=RUNTIME)
     progress: bool = option(True, "progress bars (--no-progress turns them off)", flag="--no-progress",
                             action="store_false", group=RUNTIME)

@@ -20,6 +20,7 @@ from typing import Any, Dict, List, Optional, Union
 import numpy as np
 
 from unicom.formats.atomic_io import read_npy
+from unicom.runtime.precision import resolve_precision
 
 from .knn import search_device_for
 from .loaders import LABELLED, Benchmark, ImageSet, load_benchmark
@@ -129,7 +130,7 @@ def _embed_benchmark(enc, bench: Benchmark, opts: EvalOptions, timing: Dict[str,
     timing["images_per_second"] = round(n_img / max(timing["embed_seconds"], 1e-9), 1)
     info = {**enc.describe(), "name": enc.source, "parameters": parameter_count(enc),
             "embed_dim": int(q_res.embeddings.shape[1]), "device": str(enc.device),
-            "precision": opts.precision if enc.device.type == "cuda" else "fp32"}
+            "precision": resolve_precision(opts.precision, enc.device)}
     return (q_res.embeddings, None if g_res is None else g_res.embeddings, q_res.skipped,
             {} if g_res is None else g_res.skipped, info)
 

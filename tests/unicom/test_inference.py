@@ -40,7 +40,7 @@ def test_embed_images_matches_a_direct_forward_and_skips_bad_files(encoder, tmp_
     paths = _images(tmp_path)
     (tmp_path / "bad.png").write_bytes(b"not an image")
     items = paths[:2] + [str(tmp_path / "bad.png"), str(tmp_path / "gone.png")] + paths[2:]
-    res = embed_images(encoder, items, batch_size=2, workers=0)
+    res = embed_images(encoder, items, batch_size=2, workers=0, precision="fp32")  # bit-level check: float32
     assert res.skipped == {2: "bad_image", 3: "missing_image"}
     assert np.isnan(res.embeddings[[2, 3]]).all() and res.ok.tolist() == [True, True, False, False, True, True, True]
     with torch.no_grad():
@@ -55,7 +55,7 @@ def test_embed_images_matches_a_direct_forward_and_skips_bad_files(encoder, tmp_
 def test_boxes_crop_before_the_transform(encoder, tmp_path):
     paths = _images(tmp_path, 1)
     box = (2.0, 3.0, 20.0, 30.0)
-    res = embed_images(encoder, paths, boxes=[box], workers=0)
+    res = embed_images(encoder, paths, boxes=[box], workers=0, precision="fp32")
     crop = Image.open(paths[0]).convert("RGB").crop((2, 3, 20, 30))
     with torch.no_grad():
         direct = encoder.model(encoder.transform(crop)[None])

@@ -37,7 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=default_workers(), help="DataLoader worker processes")
     p.add_argument("--device", default="auto", help="compute device: auto, cpu, cuda or cuda:N")
     p.add_argument("--precision", choices=PRECISIONS, default=DEFAULT_PRECISION,
-                   help="autocast precision on CUDA (CPU: fp32); bf16 cannot overflow like fp16")
+                   help="autocast precision (auto: bf16 on GPUs and on CPUs with native bf16, fp32 "
+                        "on other CPUs); bf16 cannot overflow like fp16")
     p.add_argument("--image-size", type=int, default=None,
                    help="input size (None: the encoder's own); another size interpolates the weights")
     p.add_argument("--heads", type=int, default=None,

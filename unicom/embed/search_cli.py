@@ -31,7 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"folder for {RESULTS_JSON} and {RESULTS_PNG}")
     p.add_argument("--device", default="auto", help="compute device: auto, cpu, cuda or cuda:N")
     p.add_argument("--precision", choices=PRECISIONS, default=DEFAULT_PRECISION,
-                   help="autocast precision on CUDA (CPU: fp32); bf16 cannot overflow like fp16")
+                   help="autocast precision (auto: bf16 on GPUs and on CPUs with native bf16, fp32 "
+                        "on other CPUs); bf16 cannot overflow like fp16")
     p.add_argument("--batch-size", type=int, default=64, help="query images per forward pass")
     p.add_argument("--nprobe", type=int, default=None, help="IVF cells to search (None: the index's own)")
     p.add_argument("--ef-search", type=int, default=None, help="HNSW search breadth (None: the index's own)")

@@ -1,12 +1,15 @@
 """Device selection and seeding, shared by every entry point."""
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 from typing import Optional, Union
 
 import numpy as np
 import torch
+
+from .precision import DEFAULT_PRECISION, resolve_precision
 
 
 def module_device(model: torch.nn.Module) -> torch.device:
@@ -48,15 +51,22 @@ def seed_everything(seed: int) -> None:
         torch.cuda.manual_seed_all(seed)
 
 
-def autocast_dtype(device: torch.device, precision: str = "bf16") -> Optional[torch.dtype]:
+def autocast_dtype(device: torch.device, precision: str = DEFAULT_PRECISION) -> Optional[torch.dtype]:
     """Return the autocast dtype for ``precision`` on ``device``, or None for plain fp32.
 
-    Mixed precision is a CUDA feature here: on the CPU everything runs in fp32 (docs/training.md).
+    ``precision`` is resolved first (``unicom.runtime.precision.resolve_precision``): ``auto`` is
+    bf16 on CUDA with bf16 and on CPUs with native bf16, fp16 on older GPUs, fp32 elsewhere.
     """
-    if device.type != "cuda" or precision in ("fp32", "float32", "no"):
-        return None
-    if precision in ("bf16", "bfloat16"):
-        return torch.bfloat16
-    if precision in ("fp16", "float16", "half"):
-        return torch.float16
-    raise ValueError(f"unknown precision {precision!r}; use bf16, fp16 or fp32")
+    resolved = resolve_precision(precision, device)
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(resolved)
+
+
+def autocast(device: torch.device, precision: str = DEFAULT_PRECISION):
+    """``torch.autocast`` on ``device`` for ``precision``. For fp32 it is autocast switched off
+    (on the CPU and CUDA), so that fp32 stays float32 even inside an outer autocast context."""
+    dtype = autocast_dtype(device, precision)
+    if dtype is None:
+        if device.type in ("cpu", "cuda"):
+            return torch.autocast(device_type=device.type, enabled=False)
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)

@@ -24,6 +24,7 @@ from ..cli.convert import convert
 from ..data.decode_options import DEFAULT_BACKGROUND, DEFAULT_MAX_PIXELS
 from ..data.transforms import CLIP_MEAN, CLIP_STD
 from ..losses.defaults import DEFAULT_SAMPLE_RATE, check_rate
+from ..runtime.precision import PRECISIONS
 
 TRANSFORMS = ("crop_flip", "origin_clip", "timm")  # data.transform (built in augment.py)
 
@@ -118,7 +119,7 @@ class DataConfig:
 class TrainConfig:
     seed: int = 0
     device: str = "auto"                   # auto | cpu | cuda
-    precision: str = "bf16"                # bf16 | fp16 | fp32 (CUDA only; the CPU runs fp32)
+    precision: str = "auto"                # auto | bf16 | fp16 | fp32 (auto: bf16 on GPUs and CPUs with native bf16)
     accum_steps: int = 1
     max_steps: Optional[int] = None        # cap the run (the schedule is fitted to it)
     log_every: int = 10
@@ -265,8 +266,8 @@ def validate(cfg: Config) -> None:
         raise ValueError(f"optim.name must be adamw or sgd, got {cfg.optim.name!r}")
     if cfg.schedule.name not in ("cosine", "onecycle", "constant"):
         raise ValueError(f"schedule.name must be cosine, onecycle or constant, got {cfg.schedule.name!r}")
-    if cfg.train.precision not in ("bf16", "fp16", "fp32"):
-        raise ValueError(f"train.precision must be bf16, fp16 or fp32, got {cfg.train.precision!r}")
+    if cfg.train.precision not in PRECISIONS:
+        raise ValueError(f"train.precision must be one of {', '.join(PRECISIONS)}, got {cfg.train.precision!r}")
     check_rate("head.sample_rate", cfg.head.sample_rate)
     if cfg.head.feature_sample_rate is not None:
         check_rate("head.feature_sample_rate", cfg.head.feature_sample_rate)

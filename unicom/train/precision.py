@@ -1,10 +1,13 @@
 """Mixed precision: autocast for the backbone and a loss scaler for fp16.
 
-bf16 (the default on CUDA) needs no scaling. fp16 uses a dynamic loss scale like
+``auto`` (the default) is bf16 on GPUs with bf16 and on CPUs with native bf16 (AMX, AVX-512
+BF16), fp16 on older GPUs and fp32 on other CPUs (``unicom.runtime.precision``). Autocast covers
+the backbone only; the margin loss and the class centres stay float32 on every device.
+bf16 needs no scaling. fp16 uses a dynamic loss scale like
 ``torch.amp.GradScaler``. Unlike GradScaler, the overflow check here is agreed across ranks. The
 head's centres are sharded, so one rank can overflow where another does not, and GradScaler's
 per-rank decision would let the ranks' scales (and the DDP-averaged backbone gradients) drift
-apart. The CPU always runs fp32.
+apart. fp16 runs on CUDA only (the CPU runs fp32 for it).
 """
 from __future__ import annotations
 
@@ -14,14 +17,21 @@ from typing import Dict, Iterable, Optional
 import torch
 
 from ..runtime.device import autocast_dtype
+from ..runtime.precision import announce_precision, resolve_precision
 
 
 def autocast_context(device: torch.device, precision: str):
-    """``torch.autocast`` for the backbone on CUDA with bf16/fp16, a no-op otherwise."""
-    dtype = autocast_dtype(device, precision)
+    """``torch.autocast`` for the backbone under ``precision`` (resolved on ``device``: bf16 on
+    CUDA and on CPUs with native bf16, fp16 on older GPUs), a no-op for fp32."""
+    dtype = autocast_dtype(device, announce_precision(precision, device, "backbone"))
     if dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def needs_loss_scaling(device: torch.device, precision: str) -> bool:
+    """True when ``precision`` resolves to fp16 on ``device`` (only CUDA runs fp16)."""
+    return resolve_precision(precision, device) == "fp16"
 
 
 class LossScaler:

@@ -21,7 +21,7 @@ from .config import Config, diff_configs, feature_sample_dim
 from .inputs import check_resume_inputs, init_from_entry, write_fingerprint
 from .model import build_backbone, model_embed_dim, model_image_size, model_norm
 from .optim import build_backbone_optimizer, build_head_optimizer, set_initial_lrs
-from .precision import LossScaler
+from .precision import LossScaler, needs_loss_scaling
 from .schedule import LRSchedule
 
 log = logging.getLogger(__name__)
@@ -105,7 +105,7 @@ def build_model(cfg: Config, ctx: DistContext, num_classes: int) -> dict:
     opt_h = build_head_optimizer(head, cfg)
     set_initial_lrs(opt_b)
     set_initial_lrs(opt_h)
-    scaler = LossScaler(device.type == "cuda" and cfg.train.precision == "fp16")
+    scaler = LossScaler(needs_loss_scaling(device, cfg.train.precision))
     model: nn.Module = backbone
     if ctx.world_size > 1:
         model = nn.parallel.DistributedDataParallel(
