@@ -80,9 +80,15 @@ def family(index) -> str:
     return type(base).__name__.lower().replace("index", "") or "other"
 
 
+# the training sample's default cap: 512 MB of float32 at 512-d, so that the sample stays well
+# below the collection (faiss' 256 points per cell would be the whole collection at 1M and 4096 cells)
+DEFAULT_MAX_TRAINING_POINTS = 1 << 18
+
+
 def suggested_training_points(index) -> int:
     """faiss's suggested training set: 256 points per centroid of the largest codebook (IVF
-    cells, PQ/OPQ's 2^nbits centroids); at least ``min_training_points``."""
+    cells, PQ/OPQ's 2^nbits centroids), capped at ``DEFAULT_MAX_TRAINING_POINTS``; never fewer
+    than ``min_training_points`` (39 per cell)."""
     faiss = import_faiss()
     ivf = ivf_of(index)
     centroids = int(ivf.nlist) if ivf is not None else 1
@@ -92,7 +98,7 @@ def suggested_training_points(index) -> int:
     pq = getattr(base, "pq", None)
     if pq is not None:
         centroids = max(centroids, int(pq.ksub))
-    return max(min_training_points(index), centroids * MAX_POINTS_PER_CELL)
+    return max(min_training_points(index), min(DEFAULT_MAX_TRAINING_POINTS, centroids * MAX_POINTS_PER_CELL))
 
 
 def resolve_spec(spec: str, n: int, d: int, opts: BuildOptions) -> "tuple[str, Optional[AutoChoice]]":

@@ -17,7 +17,7 @@ least accurate, and the first whose estimate fits ``max_bytes`` at the collectio
   m = d/2, d/4, … down to 8 bytes (m divides d). (An OPQ rotation, ``OPQ{m},IVF…,PQ{m}``, gains
   some recall at the same size but its training costs minutes per million on a few cores; give
   it as a factory string where that is worth it.)
-nlist is the power of two nearest 4·√n (≥ 39 training points per cell); above 2^16 cells the
+nlist is the power of two nearest 4·√n (≥ 39 training points per cell); from 2^16 cells on the
 coarse quantizer is an HNSW graph (``IVF{nlist}_HNSW32``) so that finding the cells stays fast.
 ``max_query_ms`` also drops candidates whose estimated query time (``query_ms``, a
 memory-bandwidth model, see its docstring) exceeds it. A budget below the smallest candidate is a
@@ -37,7 +37,7 @@ from .factory import ivf_of, make_index
 _UNITS = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 # the memory bandwidth (bytes/s) and per-cell cost the query-time model assumes for one query
 SCAN_BYTES_PER_S = 5e9
-IVF_QUANTIZER_HNSW_ABOVE = 1 << 16
+IVF_QUANTIZER_HNSW_FROM = 1 << 16
 PQ_MIN_BYTES = 8
 
 
@@ -150,7 +150,7 @@ def auto_candidates(n: int, d: int) -> List[str]:
     if n <= HNSW_MAX:
         out.append("HNSW32")
     nlist = auto_nlist(n)
-    ivf = f"IVF{nlist}_HNSW32" if nlist > IVF_QUANTIZER_HNSW_ABOVE else f"IVF{nlist}"
+    ivf = f"IVF{nlist}_HNSW32" if nlist >= IVF_QUANTIZER_HNSW_FROM else f"IVF{nlist}"
     out += [f"{ivf},Flat", f"{ivf},SQ8"]
     m = d // 2
     while m >= PQ_MIN_BYTES:

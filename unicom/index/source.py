@@ -1,12 +1,13 @@
 """The vectors an index is built from, read from disk part by part, never joined.
 
 A ``VectorSource`` is an ordered list of parts (a features folder's shards, or arrays); row i of
-the source is row i of the index. Parts are memory-mapped ``.npy`` files, so reading a chunk or
-a random training sample touches only those rows: peak memory is one chunk (float32), not the
-collection.
+the source is row i of the index. Parts are ``.npy`` files read with ``pread`` (``NpyFile``), so
+reading a chunk or a random training sample reads only those rows: peak memory is one chunk
+(float32), not the collection.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
@@ -15,7 +16,6 @@ import numpy as np
 
 from ..formats.features import (
     check_finite,
-    read_features,
     read_meta,
     read_shard_keys,
     resolve_features_dir,
@@ -23,6 +23,52 @@ from ..formats.features import (
 )
 
 DEFAULT_CHUNK = 65536  # rows per add() call: 128 MB of float32 at 512-d
+
+
+class NpyFile:
+    """Rows of a 2-d ``.npy`` file read with ``os.pread``, not memory-mapped: the pages read go
+    to the page cache, never into this process's memory, so reading a collection chunk by chunk
+    keeps the resident memory at one chunk. Supports ``x[a:b]`` and ``x[sorted int array]``."""
+
+    def __init__(self, path):
+        self.path = str(path)
+        with open(self.path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+                np.lib.format.read_array_header_2_0
+            shape, fortran, dtype = read_header(f)
+            self.offset = f.tell()
+        if fortran or len(shape) != 2:
+            raise ValueError(f"{self.path}: expected a C-ordered [n, d] array, got shape {shape}")
+        self.shape: Tuple[int, int] = (int(shape[0]), int(shape[1]))
+        self.dtype = np.dtype(dtype)
+        self.row_bytes = self.shape[1] * self.dtype.itemsize
+        self.ndim = 2
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def _read(self, fd: int, a: int, b: int) -> np.ndarray:
+        buf = os.pread(fd, (b - a) * self.row_bytes, self.offset + a * self.row_bytes)
+        if len(buf) != (b - a) * self.row_bytes:
+            raise ValueError(f"{self.path} is truncated: rows {a}..{b} could not be read; write the shard again")
+        return np.frombuffer(buf, dtype=self.dtype).reshape(b - a, self.shape[1])
+
+    def __getitem__(self, item) -> np.ndarray:
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            if isinstance(item, slice):
+                a, b, step = item.indices(self.shape[0])
+                if step != 1:
+                    raise IndexError("NpyFile reads contiguous slices only")
+                return self._read(fd, a, max(a, b))
+            ids = np.asarray(item, dtype=np.int64)
+            out = np.empty((len(ids), self.shape[1]), dtype=self.dtype)
+            for j, i in enumerate(ids):
+                out[j] = self._read(fd, int(i), int(i) + 1)[0]
+            return out
+        finally:
+            os.close(fd)
 
 
 @dataclass
@@ -106,17 +152,15 @@ class VectorSource:
 
 
 def features_source(features, only: Optional[Sequence[str]] = None) -> Tuple[VectorSource, Dict[str, Any], Path]:
-    """The shards of a features folder (``OUT`` or ``OUT/features``) as a source, memory-mapped,
-    in name order (``only``: just those shard names); returns (source, meta.json, folder)."""
+    """The shards of a features folder (``OUT`` or ``OUT/features``) as a source, read from disk
+    on demand (``NpyFile``), in name order (``only``: just those shard names); returns (source, meta.json, folder)."""
     fdir = resolve_features_dir(features)
     meta = read_meta(fdir)
     sources = meta.get("sources") or {}
     names = shard_names(fdir) if only is None else list(only)
     parts = []
     for name in names:
-        arr = read_features(fdir, name, mmap=True)
-        if arr.ndim != 2:
-            raise ValueError(f"{fdir / (name + '.npy')} has shape {arr.shape}, not [n, d]")
+        arr = NpyFile(fdir / f"{name}.npy")
         src = sources.get(name, {})
         parts.append(Part(name, arr, str(fdir / f"{name}.npy"), lambda name=name: read_shard_keys(fdir, name),
                           src.get("kind", "unknown"), src.get("source")))

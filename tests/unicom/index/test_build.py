@@ -34,6 +34,7 @@ def test_a_pq_index_searches_exactly_its_decoded_vectors(collection, tmp_path):
     root, x, _ = collection
     idx = fi.IndexDir(build_index_dir(root, tmp_path / "index", "IVF16,PQ4", progress=False, echo=None))
     assert idx.meta["factory"] == "IVF16,PQ4" and idx.meta["measured_bytes"] < 64_000  # codes, ids, codebooks
+    assert abs(idx.meta["estimate"]["bytes"] - idx.meta["measured_bytes"]) < 0.05 * idx.meta["measured_bytes"]
     ivf = faiss.extract_index_ivf(idx.index)
     ivf.nprobe = ivf.nlist  # every cell: the only error left is the code's
     ivf.make_direct_map()
