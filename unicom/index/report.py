@@ -42,6 +42,6 @@ def format_report(r: Dict[str, Any]) -> str:
     text = format_table([report_row(r)])
     if r.get("target_recall") is not None and r.get("search_params"):
         verdict = "reached" if r.get("reached") else "NOT reached (the largest value is used)"
-        text += (f"\ntuned on {r['queries']} {r['query_source']} queries: recall@10 target "
+        text += (f"\ntuned on {r['queries']} queries {r['query_source']}: recall@10 target "
                  f"{r['target_recall']:.2f} {verdict}")
     return text
