@@ -145,12 +145,16 @@ def plot(rows, png: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for r in rows:
+    names = {}
+    for r in rows:  # one point per index; the cases that picked the same index share its label
+        names.setdefault(r["factory"], (r, []))[1].append(r["name"])
+    for r, labels in names.values():
+        label = " = ".join(labels)
         a.scatter(r["index_bytes"] / r["n"], r["recall@10"], s=40)
-        a.annotate(r["name"], (r["index_bytes"] / r["n"], r["recall@10"]), fontsize=8, xytext=(4, 2),
+        a.annotate(label, (r["index_bytes"] / r["n"], r["recall@10"]), fontsize=8, xytext=(4, 2),
                    textcoords="offset points")
         b.scatter(r["qps"], r["recall@10"], s=40)
-        b.annotate(r["name"], (r["qps"], r["recall@10"]), fontsize=8, xytext=(4, 2), textcoords="offset points")
+        b.annotate(label, (r["qps"], r["recall@10"]), fontsize=8, xytext=(4, 2), textcoords="offset points")
     a.set_xscale("log")
     a.set_xlabel("index bytes per vector")
     b.set_xscale("log")
