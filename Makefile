@@ -38,6 +38,14 @@ DATA_ROOT   ?= $(SAMPLE_DIR)
 ENCODER     ?= $(RUN)/export
 EVAL_ARGS   ?=
 
+# Embedding for search (unicom-embed): the encoder ENCODER over EMBED_DATA into EMBED_OUT,
+# then an index of INDEX_TYPE (a short name, auto, or a faiss factory string such as
+# 'IVF4096,PQ64'); EMBED_ARGS adds flags, e.g. EMBED_ARGS='--max-index-memory 4GB'.
+EMBED_DATA  ?= $(DATA)
+EMBED_OUT   ?= runs/embed
+INDEX_TYPE  ?= auto
+EMBED_ARGS  ?=
+
 # Launch: through torchrun whenever TORCHRUN_ARGS is given (e.g. one process per node on
 # several nodes: NPROC=1 TORCHRUN_ARGS='--nnodes 4 --node_rank R --master_addr H --master_port P')
 # or NPROC > 1 (then --standalone by default); otherwise one plain process.
@@ -49,14 +57,14 @@ LAUNCH = $(if $(USE_TORCHRUN),$(VENV)/bin/torchrun $(or $(strip $(TORCHRUN_ARGS)
 
 PYTEST_ARGS ?=
 
-.PHONY: install test test-slow sample clip cluster train eval demo serve ablation bench clean help
+.PHONY: install test test-slow sample clip cluster train eval embed demo serve ablation bench clean help
 
 help:
 	@echo "make demo      install, make the sample set, pretrain a tiny CLIP, cluster, train, evaluate, write a report"
 	@echo "make test      run the test suite (CPU, offline)"
 	@echo "make lint      ruff and mypy (CI runs it before the tests)"
 	@echo "make serve     search the index and browse the pseudo classes that make demo leaves, at http://127.0.0.1:8000/"
-	@echo "make sample | clip | cluster | train | finetune | eval | bench | ablation | clean"
+	@echo "make sample | clip | cluster | train | finetune | eval | embed | bench | ablation | clean"
 
 install: $(STAMP)
 
@@ -115,6 +123,11 @@ eval: install $(NEED_SAMPLE) $(if $(filter $(RUN)/export,$(ENCODER)),$(RUN)/expo
 	$(PY) -m retrieval_eval.cli --benchmark $(BENCHMARK) --data-root $(DATA_ROOT) --model $(ENCODER) \
 		--output $(EVAL_OUT)/$(BENCHMARK) $(EVAL_ARGS)
 
+# NPROC > 1 shares the shards (or pieces of an image folder) over torchrun ranks, one GPU each
+embed: install $(NEED_SAMPLE) $(if $(filter $(RUN)/export,$(ENCODER)),$(RUN)/export/config.json)
+	$(LAUNCH) unicom.embed.cli --model $(ENCODER) --data '$(EMBED_DATA)' --output $(EMBED_OUT) \
+		--index-type '$(INDEX_TYPE)' $(EMBED_ARGS)
+
 demo: install
 	$(PY) -m unicom.demo --make "$(MAKE)" --sample-dir $(SAMPLE_DIR) --output runs/demo --clip-pretrained $(CLIP_WEIGHTS)
 
@@ -139,6 +152,7 @@ bench: install
 	$(PY) benchmarks/extraction.py --quick
 	$(PY) benchmarks/knn_search.py --quick
 	$(PY) benchmarks/train_throughput.py --quick
+	$(PY) benchmarks/index_scale.py --quick
 
 clean:
 	rm -rf runs data/sample .pytest_cache

@@ -12,7 +12,6 @@ graph against PyTorch on a fixed batch) and deploy.json (the record, with the gr
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from typing import Optional, Sequence
 
@@ -34,7 +33,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     opts = dataclass_from_namespace(ExportOptions, build_parser().parse_args(argv))
     assert opts.output is not None and opts.model is not None  # required flags
-    logging.basicConfig(level=opts.log_level.upper(), format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    from ..cli.log_setup import setup_logging
+
+    setup_logging(PROG, opts.log_level)
     return run_locked(PROG, opts.output, lambda: _main(opts))  # one job per output folder
 
 

@@ -1,11 +1,12 @@
 """``unicom-embed --format clip-retrieval``: the features as clip-retrieval's inference output.
 
-clip-retrieval's back end and autofaiss read an embeddings folder holding ``img_emb/`` (one
-or more ``img_emb_N.npy``) and ``metadata/`` (``metadata_N.parquet``, row i describing
-embedding i). The layout is owned by ``unicom.formats.index``; this module fills it from a
-features directory: the rows in shard-name order (the index's order), the image path, the key,
-and the caption where the input has one (a shard sample's ``.txt``, or a ``NAME.txt`` beside an
-image file).
+autofaiss reads an embeddings folder holding ``img_emb/`` (one or more ``img_emb_N.npy``) and
+``metadata/`` (``metadata_N.parquet``, row i describing embedding i). clip-retrieval's back end
+reads the same layout but embeds its queries with a CLIP model, which gives silently wrong
+results for a Unicom encoder's vectors: serve them with ``unicom-serve``. The layout is owned
+by ``unicom.formats.index``; this module fills it from a features directory: the rows in
+shard-name order (the index's order), the image path, the key, and the caption where the input
+has one (a shard sample's ``.txt``, or a ``NAME.txt`` beside an image file).
 """
 from __future__ import annotations
 

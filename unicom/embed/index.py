@@ -1,18 +1,20 @@
-"""Build the index folder of ``unicom-embed`` from a features directory.
+"""Build the index folder of ``unicom-embed`` from a features directory, in a stream.
 
-The index types and ``auto``'s choice are in ``unicom.runtime.faiss_utils``; the folder's layout is
-owned by ``unicom.formats.index`` (``docs/formats.md``, "Index folder").
+The index specifications, the memory budget, the streaming build and the tuning live in
+``unicom.index``; the folder's layout is owned by ``unicom.formats.index`` (``docs/formats.md``,
+"Index folder").
 """
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, Dict, Optional, Sequence
 
-import numpy as np
-
-from ..formats.features import iter_shards, read_meta, resolve_features_dir
 from ..formats.index import Entry, IndexDir, resolve_index_dir, write_index_dir  # noqa: F401
-from ..runtime.faiss_utils import (  # noqa: F401
+from ..index.build import BuildOptions, plan_index
+from ..index.folder import build_index_folder, load_tune_queries
+from ..index.source import features_source
+from ..index.tune import DEFAULT_TARGET_RECALL
+from ..runtime.faiss_utils import (  # noqa: F401  (re-exported: the size rule of ``auto`` without a budget)
     EF_CONSTRUCTION,
     EF_SEARCH,
     FLAT_MAX,
@@ -26,26 +28,33 @@ from ..runtime.faiss_utils import (  # noqa: F401
     set_search_params,
 )
 
+_OPTION_KEYS = ("nlist", "hnsw_m", "ef_construction", "max_index_memory", "max_query_ms", "max_training_points",
+                "seed", "chunk")
 
-def build_index_dir(features, out_dir, kind: str = "auto", gpus: Sequence[int] = (), **build_kwargs) -> Optional[Path]:
+
+def build_options(gpus: Sequence[int] = (), **kwargs: Any) -> BuildOptions:
+    """``BuildOptions`` from keyword arguments (None values keep the defaults)."""
+    return BuildOptions(gpus=tuple(gpus), **{k: v for k, v in kwargs.items() if k in _OPTION_KEYS and v is not None})
+
+
+def build_index_dir(features, out_dir, kind: str = "auto", gpus: Sequence[int] = (), *,
+                    nprobe: Optional[int] = None, ef_search: Optional[int] = None,
+                    target_recall: Optional[float] = DEFAULT_TARGET_RECALL, tune_queries=None,
+                    on_disk: bool = False, progress: bool = True, echo=print, **build_kwargs) -> Optional[Path]:
     """Index every complete shard of ``features`` (``OUT`` or ``OUT/features``) into ``out_dir``,
-    recording the encoder of the features. Returns ``out_dir``, or None for ``kind="none"``."""
+    recording the encoder of the features. ``kind`` is an ``--index-type`` (short name, ``auto``
+    or a faiss factory string; ``none`` builds nothing and returns None). ``nprobe`` /
+    ``ef_search`` fix the search knob instead of tuning it to ``target_recall``; the other
+    keywords are ``BuildOptions`` fields. Returns ``out_dir``."""
     if kind == "none":
         return None
-    fdir = resolve_features_dir(features)
-    meta = read_meta(fdir)
-    sources = meta.get("sources") or {}
-    arrays, keys, shards = [], [], []
-    for name, feats, shard_keys in iter_shards(fdir):
-        if not len(shard_keys):
-            continue
-        arrays.append(np.asarray(feats, dtype=np.float32))
-        keys.extend(shard_keys)
-        src = sources.get(name, {})
-        shards.append({"name": name, "kind": src.get("kind", "unknown"), "source": src.get("source"),
-                       "count": len(shard_keys)})
-    if not arrays:
+    source, meta, fdir = features_source(features)
+    if not source.n:
         raise ValueError(f"{fdir} holds no features to index")
-    x = np.concatenate(arrays)
-    index, kind, params = build_index(x, kind, gpus=gpus, **build_kwargs)
-    return write_index_dir(out_dir, index, keys, kind, params, x.shape[1], meta, fdir, shards)
+    opts = build_options(gpus, **build_kwargs)
+    plan = plan_index(kind, source.n, source.d, opts)
+    queries = load_tune_queries(tune_queries) if tune_queries is not None else None
+    fixed: Dict[str, Any] = {"nprobe": nprobe, "efSearch": ef_search}
+    return build_index_folder(source, out_dir, kind, opts, encoder=meta, features_dir=fdir,
+                              target_recall=target_recall, tune_queries=queries, search_params=fixed,
+                              on_disk=on_disk, plan=plan, progress=progress, echo=echo)

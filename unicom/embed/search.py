@@ -13,9 +13,10 @@ from typing import List, Optional, Sequence, Union
 import numpy as np
 
 from ..data.decode import using_policy
+from ..formats.index import IndexDir
+from ..index.tune import apply_search_params
 from ..models.inference import embed_images
 from ..runtime.precision import DEFAULT_PRECISION
-from .index import IndexDir, set_search_params
 from .render import render_results
 
 
@@ -39,7 +40,8 @@ class Searcher:
 
     The queries are embedded by the encoder recorded in the index. ``model`` (a name, a path or
     a ``LoadedEncoder``) may name that same encoder; another one is refused
-    (``check_same_encoder``). ``nprobe`` (IVF) and ``ef_search`` (HNSW) trade speed for recall.
+    (``check_same_encoder``). ``nprobe`` (IVF) and ``ef_search`` (HNSW) trade speed for recall;
+    left None, the values tuned when the index was built (``search_params`` in index.json) apply.
     Query images are decoded under the decode policy the index records (``background``, when
     given, must be the index's colour; ``max_pixels``: the size limit, None the default).
     """
@@ -49,7 +51,9 @@ class Searcher:
                  progress: bool = True, background: Optional[str] = None, max_pixels: Optional[int] = None):
         self.index = IndexDir(index_dir)
         self.policy = query_policy(self.index, background, max_pixels)
-        set_search_params(self.index.index, self.index.kind, nprobe, ef_search)
+        tuned = dict(self.index.meta.get("search_params") or self.index.meta.get("params") or {})
+        tuned.update({k: v for k, v in (("nprobe", nprobe), ("efSearch", ef_search)) if v is not None})
+        apply_search_params(self.index.index, tuned)
         self._model_spec = model
         self.device, self.batch_size, self.precision, self.progress = device, batch_size, precision, progress
         self._encoder = None

@@ -12,8 +12,9 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-from ..cli.flags import HelpFormatter, add_renamed, fail
-from .options import DEFAULT_PRECISION, PRECISIONS
+from ..cli.dataclass_args import add_dataclass_arguments
+from ..cli.flags import HelpFormatter, fail
+from .config import SearchConfig
 
 PROG = "unicom-search"
 RESULTS_JSON = "results.json"
@@ -23,27 +24,7 @@ RESULTS_PNG = "results.png"
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("queries", nargs="+", help="query images, folders of images or list files")
-    p.add_argument("--index", required=True, help="the index folder (OUTPUT/index) or unicom-embed's OUTPUT")
-    add_renamed(p, "--top-k", "--k", type=int, default=5, help="results returned per query")
-    p.add_argument("--model", default=None,
-                   help="Unicom encoder for the queries (None: the one recorded in the index; another one is refused)")
-    p.add_argument("--output", default="search_results",
-                   help=f"folder for {RESULTS_JSON} and {RESULTS_PNG}")
-    p.add_argument("--device", default="auto", help="compute device: auto, cpu, cuda or cuda:N")
-    p.add_argument("--precision", choices=PRECISIONS, default=DEFAULT_PRECISION,
-                   help="autocast precision (auto: bf16 on GPUs and on CPUs with native bf16, fp32 "
-                        "on other CPUs); bf16 cannot overflow like fp16")
-    p.add_argument("--batch-size", type=int, default=64, help="query images per forward pass")
-    p.add_argument("--nprobe", type=int, default=None, help="IVF cells to search (None: the index's own)")
-    p.add_argument("--ef-search", type=int, default=None, help="HNSW search breadth (None: the index's own)")
-    p.add_argument("--background", default=None, help="colour transparent query images are composited onto "
-                   "(None: the one the index records, which is the only one accepted; docs/images.md)")
-    p.add_argument("--max-image-pixels", type=int, default=None, help="query images with more pixels are refused "
-                   "(None: the default limit, 178956970; 0 = no limit)")
-    p.add_argument("--no-png", action="store_true", help="do not draw the picture")
-    p.add_argument("--png", default=None, help="deprecated: the picture's path (use --output)")
-    p.add_argument("--json", default=None, help="deprecated: the JSON's path (use --output)")
-    p.add_argument("--no-progress", action="store_true", help="turn the progress bars off")
+    add_dataclass_arguments(p, SearchConfig)
     return p
 
 
@@ -56,11 +37,13 @@ def _warn_deprecated(args: argparse.Namespace) -> None:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     _warn_deprecated(args)
+    from ..cli.log_setup import setup_logging
     from ..formats.atomic_io import write_json
     from ..models.inference import NoReadableImagesError
     from .dataset import query_paths
     from .search import Searcher
 
+    setup_logging(PROG, "INFO")
     try:
         queries = query_paths(args.queries)
         searcher = Searcher(args.index, model=args.model, device=args.device, nprobe=args.nprobe,

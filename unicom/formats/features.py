@@ -4,7 +4,7 @@ and "Centroids and labels"): the one module that names these files and reads and
 A features folder (``OUT/features/``, written by ``unicom-cluster`` and ``unicom-embed``) holds,
 per input shard ``SHARD``:
 
-  ``SHARD.npy``        float16 [n, D], L2-normalised features
+  ``SHARD.npy``        float16 [n, D] (``unicom-embed --feature-dtype float32``: float32), L2-normalised features
   ``SHARD.keys``       n lines, each sample's ``__key__`` (unique), in the same order
   ``SHARD.info.json``  the shard's record: ``n``, ``dim``, ``input`` (the input's path, size in
                        bytes and mtime in ns when it was read), ``samples_read`` (good + skipped
@@ -208,14 +208,20 @@ def check_shard(name: str, features: np.ndarray, keys: Sequence[str]) -> None:
                          "duplicate_key; this is a bug in the writer)")
 
 
+FEATURE_DTYPES = ("float16", "float32")
+
+
 def write_shard(fdir: PathLike, name: str, features: np.ndarray, keys: Sequence[str],
-                record: Dict[str, Any]) -> None:
-    """Write one shard: features (as float16), keys, then the record (with ``shard``, ``n`` and
-    ``dim`` added), each atomically. The old record is removed first, so a crash mid-way never
-    leaves a complete-looking shard with stale files; the shard's label file (``../labels/``),
-    made from the old features, is removed too. The record of a shard that was read
-    truncated gets its input's ``sha256`` (while the file still has the stamped size and mtime),
-    so that an unchanged truncated shard is read only once (``extraction_todo``)."""
+                record: Dict[str, Any], dtype: str = "float16") -> None:
+    """Write one shard: features (as ``dtype``: float16, the default, or float32), keys, then
+    the record (with ``shard``, ``n`` and ``dim`` added), each atomically. The old record is
+    removed first, so a crash mid-way never leaves a complete-looking shard with stale files; the
+    shard's label file (``../labels/``), made from the old features, is removed too. The record
+    of a shard that was read truncated gets its input's ``sha256`` (while the file still has the
+    stamped size and mtime), so that an unchanged truncated shard is read only once
+    (``extraction_todo``)."""
+    if dtype not in FEATURE_DTYPES:
+        raise ValueError(f"feature dtype {dtype!r}: choose from {', '.join(FEATURE_DTYPES)}")
     features = np.asarray(features)
     check_shard(name, features, keys)
     record = _with_truncated_digest(record)
@@ -226,7 +232,7 @@ def write_shard(fdir: PathLike, name: str, features: np.ndarray, keys: Sequence[
     old_labels = label_path(labels_dir(Path(fdir).parent), name)
     if npy.exists() and old_labels.exists():
         old_labels.unlink()  # labels of the old features: the assignment labels the new ones again
-    write_npy(npy, features.astype(np.float16, copy=False))
+    write_npy(npy, features.astype(dtype, copy=False))
     write_text(keys_path, "".join(k + "\n" for k in keys))
     write_json(rec_path, dict(record, shard=name, n=int(features.shape[0]), dim=int(features.shape[1])))
 

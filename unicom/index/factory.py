@@ -4,6 +4,8 @@ A specification is what ``--index-type`` takes everywhere (``unicom-embed``, ``u
   ``flat``  → ``Flat``            exact
   ``hnsw``  → ``HNSW32``          graph, no training
   ``ivf``   → ``IVF{nlist},Flat`` with nlist ≈ 4·√n cells (``unicom.runtime.faiss_utils.default_nlist``)
+  ``auto``  → one of those by size (flat ≤ 100k, hnsw ≤ 2M, ivf above); under a memory budget
+            ``unicom.index.memory.choose_auto`` picks instead (``unicom.index.build.plan_index``)
   anything else is handed to ``faiss.index_factory(d, spec, METRIC_INNER_PRODUCT)`` as written:
   ``IVF4096,PQ64``, ``OPQ64,IVF4096,PQ64``, ``IVF4096,SQ8``, ``IVF16384_HNSW32,PQ32x8``, …
 An unknown string fails here, before any work, with faiss's reason and the spellings that work.
@@ -13,25 +15,38 @@ from __future__ import annotations
 import re
 from typing import Any, Optional, Tuple
 
-from ..runtime.faiss_utils import HNSW_M, default_nlist, import_faiss
+from ..runtime.faiss_utils import HNSW_M, choose_index_type, default_nlist, import_faiss
 
-SHORT_NAMES = ("flat", "hnsw", "ivf")
+SHORT_NAMES = ("flat", "hnsw", "ivf", "auto")
 EXAMPLES = "Flat, HNSW32, IVF4096,Flat, IVF4096,PQ64, OPQ64,IVF4096,PQ64, IVF4096,SQ8"
 
 
-def factory_string(spec: str, n: Optional[int] = None) -> str:
+def factory_string(spec: str, n: Optional[int] = None, *, hnsw_m: Optional[int] = None,
+                   nlist: Optional[int] = None) -> str:
     """The faiss factory string of ``spec`` (a short name or a factory string) for ``n`` vectors
-    (``ivf`` needs ``n`` to size its cells)."""
+    (``ivf`` needs ``n`` or ``nlist`` to size its cells; ``hnsw_m`` and ``nlist`` change the
+    short names' graph degree and cells)."""
     s = spec.strip()
     low = s.lower()
     if low == "flat":
         return "Flat"
     if low == "hnsw":
-        return f"HNSW{HNSW_M}"
+        return f"HNSW{int(hnsw_m or HNSW_M)}"
     if low == "ivf":
-        if n is None:
+        if nlist is None and n is None:
             raise ValueError("index type 'ivf' needs the collection size to choose its number of cells")
-        return f"IVF{default_nlist(n)},Flat"
+        cells = int(nlist) if nlist is not None else default_nlist(int(n))  # type: ignore[arg-type]
+        if n is not None and not 1 <= cells <= n:
+            raise ValueError(f"--nlist {cells} must lie in [1, {n}] (the collection's size)")
+        return f"IVF{cells},Flat"
+    if low == "auto":
+        # without a memory budget: flat ≤ 100k vectors, hnsw ≤ 2M, ivf above (a budget: unicom.index.memory)
+        if n is None:
+            raise ValueError("index type 'auto' needs the collection size to choose an index")
+        return factory_string(choose_index_type(int(n)), n, hnsw_m=hnsw_m, nlist=nlist)
+    if low == "none":
+        raise ValueError("--index-type none builds no index; give a short name (flat, hnsw, ivf, auto) "
+                         "or a faiss factory string")
     return s
 
 

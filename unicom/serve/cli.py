@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import errno
-import logging
 import socket
 import sys
 from typing import Optional, Sequence
@@ -53,7 +52,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return fail(PROG, f"error: unicom-serve needs the serve extra ({exn.name} is missing): "
                           "pip install 'unicom-toolkit[serve]'")
     cfg = dataclass_from_namespace(ServeConfig, args)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    from ..cli.log_setup import setup_logging
+
+    setup_logging(PROG, args.log_level)
     try:
         cfg.check()
         check_port(cfg.host, cfg.port)  # before minutes of loading, not after
