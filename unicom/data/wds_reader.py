@@ -173,6 +173,22 @@ def _repeat_skips(repeats: Dict[str, Counter], shard: str) -> Iterator[Skipped]:
     repeats.clear()
 
 
+def image_members(tar_path: str) -> Dict[str, tarfile.TarInfo]:
+    """key → the ``TarInfo`` of its image (the first of its image members), for one shard, to
+    read single images back by key without a pass of the webdataset reader. A truncated shard
+    still gives the members before the cut; an unreadable one gives none."""
+    members: Dict[str, tarfile.TarInfo] = {}
+    try:
+        with tarfile.open(tar_path) as tf:
+            for m in tf:
+                base, _, ext = m.name.rpartition(".")
+                if m.isfile() and ext.lower() in IMAGE_EXTS:
+                    members.setdefault(base, m)
+    except (tarfile.TarError, OSError, EOFError):
+        pass
+    return members
+
+
 def decode_image(data: bytes, policy: Optional[DecodePolicy] = None) -> Image.Image:
     """Decode a shard member's bytes fully (so truncation is caught here, not later) into RGB
     under ``policy`` (default: the process's): ``unicom.data.decode.decode``."""

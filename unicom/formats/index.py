@@ -258,17 +258,9 @@ class IndexDir:
         gives the members before the cut)."""
         members = self._tar_members.get(source)
         if members is None:
-            from ..data.wds_reader import IMAGE_EXTS
+            from ..data.wds_reader import image_members
 
-            members = {}
-            try:
-                with tarfile.open(source) as tf:
-                    for m in tf:
-                        base, _, ext = m.name.rpartition(".")
-                        if m.isfile() and ext.lower() in IMAGE_EXTS:
-                            members.setdefault(base, m)
-            except (tarfile.TarError, OSError, EOFError):
-                pass
+            members = image_members(source)
             self._tar_members[source] = members
         return members
 

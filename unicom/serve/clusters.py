@@ -178,16 +178,8 @@ class PseudoClasses:
         with self._lock:
             found = self._tar_members.get(source)
             if found is None:
-                from ..data.wds_reader import IMAGE_EXTS
+                from ..data.wds_reader import image_members
 
-                found = {}
-                try:
-                    with tarfile.open(source) as tf:
-                        for t in tf:
-                            base, _, ext = t.name.rpartition(".")
-                            if t.isfile() and ext.lower() in IMAGE_EXTS:
-                                found.setdefault(base, t)
-                except (tarfile.TarError, OSError, EOFError):
-                    pass  # a truncated shard still gives the members before the cut
+                found = image_members(source)
                 self._tar_members[source] = found
         return found
