@@ -233,6 +233,21 @@ def write_npy(path: PathLike, array: np.ndarray) -> None:
     write_bytes(path, buf.getvalue())
 
 
+def read_json_record(path: PathLike, fmt: str, what: str, damaged: str) -> dict:
+    """The JSON object in ``path``, checked to be a record of format ``fmt`` (its ``"format"``
+    field). Errors name the file: invalid JSON says ``damaged`` (what to do about it), another
+    format says it is not ``what``."""
+    path = Path(path)
+    try:
+        record = json.loads(path.read_text())
+    except ValueError as exn:
+        raise ValueError(f"{path} is not valid JSON ({exn}); {damaged}") from None
+    if not isinstance(record, dict) or record.get("format") != fmt:
+        found = record.get("format") if isinstance(record, dict) else None
+        raise ValueError(f"{path} is not {what} (format={found!r})")
+    return record
+
+
 def read_npy(path: PathLike, mmap: bool = False) -> np.ndarray:
     """Read a ``.npy`` file without ever unpickling (``allow_pickle=False``)."""
     return np.load(path, allow_pickle=False, mmap_mode="r" if mmap else None)

@@ -32,7 +32,7 @@ import json
 from pathlib import Path
 from typing import Any, Dict, Union
 
-from .atomic_io import PathLike, write_json
+from .atomic_io import PathLike, read_json_record, write_json
 
 DEPLOY_FORMAT = "unicom-deploy"
 DEPLOY_VERSION = 1
@@ -72,13 +72,7 @@ def read_record(directory: PathLike, verify: bool = False) -> Dict[str, Any]:
     path = Path(directory) / RECORD_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: a deployed encoder folder is written by unicom-export")
-    try:
-        record = json.loads(path.read_text())
-    except ValueError as exn:
-        raise ValueError(f"{path} is not valid JSON ({exn}); export the encoder again") from None
-    if not isinstance(record, dict) or record.get("format") != DEPLOY_FORMAT:
-        found = record.get("format") if isinstance(record, dict) else None
-        raise ValueError(f"{path} is not a unicom-export record (format={found!r})")
+    record = read_json_record(path, DEPLOY_FORMAT, "a unicom-export record", "export the encoder again")
     missing = [k for k in _REQUIRED if k not in record]
     if missing:
         raise ValueError(f"{path} lacks the key {missing[0]!r}; export the encoder again")

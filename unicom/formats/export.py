@@ -28,7 +28,7 @@ import torch
 import torch.nn as nn
 from safetensors.torch import load_file, save
 
-from .atomic_io import write_bytes, write_json
+from .atomic_io import read_json_record, write_bytes, write_json
 
 EXPORT_FORMAT = "unicom-export"
 EXPORT_VERSION = 1
@@ -137,14 +137,7 @@ def read_export_config(directory) -> Dict[str, Any]:
 def read_encoder_record(path) -> Dict[str, Any]:
     """Read and validate an encoder record: an export's ``config.json`` or a training
     checkpoint's ``encoder.json`` (the same fields). Errors name the file."""
-    path = Path(path)
-    try:
-        record = json.loads(path.read_text())
-    except ValueError as exn:
-        raise ValueError(f"{path} is not valid JSON ({exn}); the file is damaged") from None
-    if not isinstance(record, dict) or record.get("format") != EXPORT_FORMAT:
-        found = record.get("format") if isinstance(record, dict) else None
-        raise ValueError(f"{path} is not a unicom encoder record (format={found!r})")
+    record = read_json_record(path, EXPORT_FORMAT, "a unicom encoder record", "the file is damaged")
     for key in ("arch", "embed_dim", "image_size", "mean", "std"):
         if key not in record:
             raise ValueError(f"{path} lacks the key {key!r}")
