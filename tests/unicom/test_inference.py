@@ -2,24 +2,13 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import torch
 from PIL import Image
 
 import unicom.embed
-from unicom.data.transforms import eval_transform
-from unicom.models.encoders import as_encoder, module_encoder, open_clip_encoder
+from unicom.models.encoders import as_encoder, open_clip_encoder
 from unicom.models.inference import embed_images, encode_batch
-from unicom.models.vit import build_vit
 from unicom.pretrained.load import LoadedEncoder
-
-
-@pytest.fixture(scope="module")
-def encoder():
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        model = build_vit("ViT-Tiny/8@32")
-    return module_encoder(model, eval_transform(32), device="cpu")
 
 
 def _images(tmp_path, n=5):
@@ -36,29 +25,30 @@ def test_embed_and_search_share_the_one_function():
     assert unicom.embed.embed_images is embed_images and unicom.embed.encode_batch is encode_batch
 
 
-def test_embed_images_matches_a_direct_forward_and_skips_bad_files(encoder, tmp_path):
+def test_embed_images_matches_a_direct_forward_and_skips_bad_files(tiny_vit_encoder, tmp_path):
     paths = _images(tmp_path)
     (tmp_path / "bad.png").write_bytes(b"not an image")
     items = paths[:2] + [str(tmp_path / "bad.png"), str(tmp_path / "gone.png")] + paths[2:]
-    res = embed_images(encoder, items, batch_size=2, workers=0, precision="fp32")  # bit-level check: float32
+    res = embed_images(tiny_vit_encoder, items, batch_size=2, workers=0, precision="fp32")  # bit-level check: float32
     assert res.skipped == {2: "bad_image", 3: "missing_image"}
     assert np.isnan(res.embeddings[[2, 3]]).all() and res.ok.tolist() == [True, True, False, False, True, True, True]
     with torch.no_grad():
-        direct = encoder.model(torch.stack([encoder.transform(Image.open(p).convert("RGB")) for p in paths]))
+        batch = torch.stack([tiny_vit_encoder.transform(Image.open(p).convert("RGB")) for p in paths])
+        direct = tiny_vit_encoder.model(batch)
     np.testing.assert_allclose(res.embeddings[res.ok], direct.double().numpy(), rtol=1e-5, atol=1e-5)
-    unit = embed_images(encoder, paths, workers=0, normalize=True).embeddings
+    unit = embed_images(tiny_vit_encoder, paths, workers=0, normalize=True).embeddings
     np.testing.assert_allclose(np.linalg.norm(unit, axis=1), 1.0, rtol=1e-6)
-    np.testing.assert_allclose(unit, encode_batch(encoder.model, torch.stack(
-        [encoder.transform(Image.open(p).convert("RGB")) for p in paths])), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(unit, encode_batch(tiny_vit_encoder.model, torch.stack(
+        [tiny_vit_encoder.transform(Image.open(p).convert("RGB")) for p in paths])), rtol=1e-5, atol=1e-6)
 
 
-def test_boxes_crop_before_the_transform(encoder, tmp_path):
+def test_boxes_crop_before_the_transform(tiny_vit_encoder, tmp_path):
     paths = _images(tmp_path, 1)
     box = (2.0, 3.0, 20.0, 30.0)
-    res = embed_images(encoder, paths, boxes=[box], workers=0, precision="fp32")
+    res = embed_images(tiny_vit_encoder, paths, boxes=[box], workers=0, precision="fp32")
     crop = Image.open(paths[0]).convert("RGB").crop((2, 3, 20, 30))
     with torch.no_grad():
-        direct = encoder.model(encoder.transform(crop)[None])
+        direct = tiny_vit_encoder.model(tiny_vit_encoder.transform(crop)[None])
     np.testing.assert_allclose(res.embeddings, direct.numpy(), rtol=1e-5, atol=1e-5)
 
 
