@@ -89,7 +89,10 @@ def embed_to_features(model: Union[str, os.PathLike, LoadedEncoder], input_spec:
     kind, items = resolved if resolved is not None else resolve_input(str(input_spec), input_type, name)
     rank, world = get_rank(), get_world_size()
     fdir = ff.features_dir(out)
-    meta = _check_meta(_drop_if_other_weights(ff.read_meta(fdir), enc, fdir, remove=rank == 0), enc, fdir)
+    from ..formats.fingerprint import weights_sha256
+
+    sha = weights_sha256(enc.weights)  # content identity: what "already done" relies on
+    meta = _check_meta(_drop_if_other_weights(ff.read_meta(fdir), enc, sha, fdir, remove=rank == 0), enc, sha, fdir)
     sources = dict(meta.get("sources") or {})
     pieces = split_pieces(items, piece_size) if kind == "files" else []
     new_sources = ({p.name: {"kind": "files", "source": items.source} for p in pieces} if kind == "files" else
@@ -168,14 +171,16 @@ def _write(fdir: Path, name: str, feats: List[np.ndarray], keys: List[str], dim:
                                            "decode": current_policy().record()}, dtype=dtype)
 
 
-def _drop_if_other_weights(meta: dict, enc: LoadedEncoder, fdir: Path, remove: bool = True) -> dict:
-    """When the encoder's weights changed at the same path since ``fdir`` was written (another
-    SHA-256 in meta.json), every shard there is stale: remove them all, with a warning that says
-    why, and return an empty meta (the folder then holds this encoder's features only). Under
-    torchrun only rank 0 removes (``remove``); every rank gets the empty meta."""
-    from ..formats.fingerprint import short, weights_sha256
+def _drop_if_other_weights(meta: dict, enc: LoadedEncoder, sha: Optional[str], fdir: Path,
+                           remove: bool = True) -> dict:
+    """When the encoder's weights changed at the same path since ``fdir`` was written (meta.json
+    holds another SHA-256 than ``sha``, the weights' now), every shard there is stale: remove
+    them all, with a warning that says why, and return an empty meta (the folder then holds this
+    encoder's features only). Under torchrun only rank 0 removes (``remove``); every rank gets
+    the empty meta."""
+    from ..formats.fingerprint import short
 
-    old, new = meta.get(WEIGHTS_SHA256), weights_sha256(enc.weights)
+    old, new = meta.get(WEIGHTS_SHA256), sha
     if not old or new is None or old == new or meta.get("model") != portable_source(enc.source):
         return meta  # the same weights, or another encoder altogether (refused by _check_meta)
     names = sorted(p.name[:-len(ff.RECORD_SUFFIX)] for p in fdir.glob(f"*{ff.RECORD_SUFFIX}")) + [
@@ -187,12 +192,10 @@ def _drop_if_other_weights(meta: dict, enc: LoadedEncoder, fdir: Path, remove: b
     return {}
 
 
-def _check_meta(meta: dict, enc: LoadedEncoder, fdir: Path) -> dict:
-    from ..formats.fingerprint import weights_sha256
-
+def _check_meta(meta: dict, enc: LoadedEncoder, sha: Optional[str], fdir: Path) -> dict:
     record = enc.describe()
     record["model"] = portable_source(enc.source)
-    record[WEIGHTS_SHA256] = weights_sha256(enc.weights)  # content identity: what "already done" relies on
+    record[WEIGHTS_SHA256] = sha
     if meta:
         for key in ("model", "image_size", "embed_dim"):
             if key in meta and meta[key] != record[key]:
