@@ -25,7 +25,6 @@ from ..runtime.faiss_utils import (  # noqa: F401  (re-exported: the size rule o
     choose_index_type,
     default_nlist,
     default_nprobe,
-    set_search_params,
 )
 
 _OPTION_KEYS = ("nlist", "hnsw_m", "ef_construction", "max_index_memory", "max_query_ms", "max_training_points",

@@ -168,14 +168,6 @@ def build_index(x: "np.ndarray", kind: str = "auto", nlist: Optional[int] = None
     return index, kind, params
 
 
-def set_search_params(index, kind: str, nprobe: Optional[int] = None, ef_search: Optional[int] = None) -> None:
-    """Change the search-time knobs of a loaded index (others are ignored)."""
-    if kind == "ivf" and nprobe is not None:
-        index.nprobe = max(1, min(int(nprobe), index.nlist))
-    if kind == "hnsw" and ef_search is not None:
-        index.hnsw.efSearch = int(ef_search)
-
-
 def write_index_file(index, path) -> None:
     """``faiss.write_index`` atomically, with the usual file mode (``unicom.formats.atomic_io.atomic_path``:
     a failed write leaves no temporary file and names ``path``); GPU indexes are copied to the
