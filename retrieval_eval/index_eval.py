@@ -62,24 +62,12 @@ def apply_search_params(index, params: Optional[str], spec: str) -> str:
     return text
 
 
-def training_points_needed(index) -> int:
-    """``min_training_points`` of the factory, and 256 when an OPQ rotation precedes the index
-    (faiss trains OPQ with its own 8-bit product quantiser, 256 centroids per sub-space)."""
-    faiss = import_faiss()
-    need = min_training_points(index)
-    if not index.is_trained and isinstance(index, faiss.IndexPreTransform):
-        for i in range(index.chain.size()):
-            if isinstance(faiss.downcast_VectorTransform(index.chain.at(i)), faiss.OPQMatrix):
-                need = max(need, 256)
-    return need
-
-
 def check_index(spec: str, d: int, n: int, params: Optional[str] = None) -> str:
     """Validate an index request before any work: ``spec`` must parse for ``d``-d vectors, the
     ``n`` database vectors must be enough to train it, and ``params`` must apply. Returns the
     factory string; raises a one-line ValueError naming the value and what would work."""
     index, factory = make_index(spec, d, n)
-    need = training_points_needed(index)
+    need = min_training_points(index)
     if need > n:
         ivf = ivf_of(index)
         if ivf is not None and 39 * int(ivf.nlist) > n:

@@ -83,13 +83,22 @@ def ivf_of(index) -> Optional[Any]:
 
 def min_training_points(index) -> int:
     """The fewest training vectors ``index`` accepts without faiss degrading it: 39 per IVF cell
-    (faiss's own warning threshold) and 256 per PQ sub-quantizer centroid set; 0 when it needs no
+    (faiss's own warning threshold), 2^nbits per PQ sub-quantizer centroid set, and 256 for an
+    OPQ rotation (faiss trains it with its own 8-bit product quantiser); 0 when it needs no
     training."""
     if index.is_trained:
         return 0
+    faiss = import_faiss()
     ivf = ivf_of(index)
     need = 39 * int(ivf.nlist) if ivf is not None else 1
-    pq = getattr(import_faiss().downcast_index(ivf if ivf is not None else index), "pq", None)
+    base = faiss.downcast_index(ivf if ivf is not None else index)
+    if isinstance(base, faiss.IndexPreTransform):  # OPQ/PCA in front of a PQ without IVF
+        base = faiss.downcast_index(base.index)
+    pq = getattr(base, "pq", None)
     if pq is not None:
         need = max(need, 1 << int(pq.nbits))
+    if isinstance(index, faiss.IndexPreTransform):
+        chain = [faiss.downcast_VectorTransform(index.chain.at(i)) for i in range(index.chain.size())]
+        if any(isinstance(t, faiss.OPQMatrix) for t in chain):
+            need = max(need, 256)
     return need

@@ -32,3 +32,10 @@ def test_training_needs_and_inner_product_search():
     index.nprobe = 16  # every cell: exact
     _, ids = index.search(x[:5], 1)
     assert ids[:, 0].tolist() == [0, 1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("spec,need", [("OPQ8,IVF2,Flat", 256), ("OPQ16,PQ16", 256), ("PCA32,PQ8", 256),
+                                       ("IVF16,PQ16x4", 16 * 39)])
+def test_training_needs_count_rotations_and_pq_behind_a_transform(spec, need):
+    index, _ = make_index(spec, 64)
+    assert min_training_points(index) == need
